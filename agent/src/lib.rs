@@ -1,0 +1,1 @@
+//! vpcgw agent library: configuration, policy compiler, data-plane loader.

@@ -1,0 +1,16 @@
+//! Shared between the XDP program (`vpcgw-ebpf`, built for `bpfel-unknown-none`)
+//! and the agent: the map ABI, packet parsing, conntrack rules and the
+//! security-group/VPN decision logic. `no_std`, no allocation, no panics:
+//! the same code must pass the BPF verifier and run in host tests.
+#![no_std]
+
+pub mod abi;
+pub mod addr;
+pub mod conntrack;
+pub mod maps;
+pub mod pipeline;
+pub mod policy;
+pub mod stats;
+pub mod wire;
+
+pub use addr::Addr;
