@@ -1,1 +1,2 @@
 //! vpcgw agent library: configuration, policy compiler, data-plane loader.
+pub mod config;
