@@ -1,2 +1,3 @@
 //! vpcgw agent library: configuration, policy compiler, data-plane loader.
 pub mod config;
+pub mod dataplane;
