@@ -1,3 +1,6 @@
 //! vpcgw agent library: configuration, policy compiler, data-plane loader.
 pub mod config;
 pub mod dataplane;
+pub mod compile;
+pub mod frame;
+pub mod hostmaps;

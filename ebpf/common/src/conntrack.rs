@@ -343,7 +343,10 @@ mod tests {
         assert_eq!(run(&[syn, synack, ack, fin_o]), FinWait);
         assert_eq!(run(&[syn, synack, ack, fin_o, ack_r]), CloseWait);
         assert_eq!(run(&[syn, synack, ack, fin_o, ack_r, fin_r]), LastAck);
-        assert_eq!(run(&[syn, synack, ack, fin_o, ack_r, fin_r, ack_o]), TimeWait);
+        assert_eq!(
+            run(&[syn, synack, ack, fin_o, ack_r, fin_r, ack_o]),
+            TimeWait
+        );
         // Simultaneous close: FINs cross.
         assert_eq!(run(&[syn, synack, ack, fin_o, fin_r, ack_o]), TimeWait);
     }
@@ -356,7 +359,15 @@ mod tests {
 
     #[test]
     fn rst_closes_from_any_state() {
-        for s in [SynSent, SynRecv, Established, FinWait, CloseWait, LastAck, TimeWait] {
+        for s in [
+            SynSent,
+            SynRecv,
+            Established,
+            FinWait,
+            CloseWait,
+            LastAck,
+            TimeWait,
+        ] {
             assert_eq!(tcp_next(s, true, TCP_RST, false), Close);
             assert_eq!(tcp_next(s, false, TCP_RST | TCP_ACK, false), Close);
         }

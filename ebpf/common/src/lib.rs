@@ -3,6 +3,8 @@
 //! security-group/VPN decision logic. `no_std`, no allocation, no panics:
 //! the same code must pass the BPF verifier and run in host tests.
 #![no_std]
+// Everything here reads untrusted packets: no indexing that could panic.
+#![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
 pub mod abi;
 pub mod addr;

@@ -3,8 +3,8 @@
 //! memory (for `vpcgw explain` and host tests), so both run the same decisions.
 
 use crate::abi::{
-    CtKey, CtVal, FragKey, FragVal, HdrKey, HdrVal, Iface, PeerKey, PeerVal, PolicyKey,
-    PolicyVal, PortKey, PortVal,
+    CtKey, CtVal, FragKey, FragVal, HdrKey, HdrVal, Iface, PeerKey, PeerVal, PolicyKey, PolicyVal,
+    PortKey, PortVal,
 };
 use crate::addr::Addr;
 use crate::stats::Reason;

@@ -19,16 +19,16 @@ use crate::abi::{
     XskMeta,
 };
 use crate::conntrack::{
-    REFRESH_NS, TcpState, Timeout, UDP_REPLIED, UDP_UNREPLIED, canonical_key_into, expired, is_reply,
-    tcp_may_open, tcp_next, timeout_for,
+    REFRESH_NS, TcpState, Timeout, UDP_REPLIED, UDP_UNREPLIED, canonical_key_into, expired,
+    is_reply, tcp_may_open, tcp_next, timeout_for,
 };
 use crate::maps::DataplaneMaps;
 use crate::policy::{Flow, Origin, decide_new, is_peer, port_of, wan_source_spoofed};
 use crate::stats::Reason;
 use crate::wire::{
-    Frag, HdrBuf, IPPROTO_ESP, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, Packet, ParseError,
-    Parsed, Quoted, icmp_is_echo, icmp_is_echo_request, icmp_is_error, icmpv6_is_link_control,
-    parse_into, parse_quoted_into,
+    Frag, HdrBuf, IPPROTO_ESP, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, Packet,
+    ParseError, Parsed, Quoted, icmp_is_echo, icmp_is_echo_request, icmp_is_error,
+    icmpv6_is_link_control, parse_into, parse_quoted_into,
 };
 
 pub const IKE_PORT: u16 = 500;
@@ -102,7 +102,10 @@ pub enum Action {
     Pass,
     Drop,
     /// Hand to the AF_XDP socket at `XSKS[index]`, with `meta` in front.
-    Redirect { index: u32, meta: XskMeta },
+    Redirect {
+        index: u32,
+        meta: XskMeta,
+    },
 }
 
 /// The outcome: the action and the reason it is counted under.
@@ -212,19 +215,19 @@ pub fn process<M: DataplaneMaps, P: Packet + ?Sized>(
 
     let outcome = track(m, cfg, w, pkt, ing);
 
-    if let Frag::First { id } = w.p.frag {
-        if outcome.action != Action::Drop {
-            w.frag_key = frag_key(&w.p, id);
-            w.frag_val = FragVal {
-                created: now,
-                conn: match outcome.action {
-                    Action::Redirect { meta, .. } => meta.conn + 1,
-                    _ => NONE,
-                },
-                _pad: 0,
-            };
-            m.frag_insert(&w.frag_key, &w.frag_val);
-        }
+    if let Frag::First { id } = w.p.frag
+        && outcome.action != Action::Drop
+    {
+        w.frag_key = frag_key(&w.p, id);
+        w.frag_val = FragVal {
+            created: now,
+            conn: match outcome.action {
+                Action::Redirect { meta, .. } => meta.conn + 1,
+                _ => NONE,
+            },
+            _pad: 0,
+        };
+        m.frag_insert(&w.frag_key, &w.frag_val);
     }
     outcome
 }
@@ -343,7 +346,9 @@ fn track<M: DataplaneMaps, P: Packet + ?Sized>(
         // to reach anyone else.
         if w.q.src == w.p.dst {
             let q = &w.q;
-            canonical_key_into(&mut w.key, w.p.family, q.proto, &q.src, &q.dst, q.sport, q.dport);
+            canonical_key_into(
+                &mut w.key, w.p.family, q.proto, &q.src, &q.dst, q.sport, q.dport,
+            );
             if let Some(v) = m.ct_get(&w.key) {
                 let t = timeout(cfg, timeout_for(w.q.proto, v.state));
                 if !expired(ing.now, v.last_seen, t) && v.generation == cfg.generation {
@@ -353,32 +358,37 @@ fn track<M: DataplaneMaps, P: Packet + ?Sized>(
             }
         }
     } else if !icmp || icmp_is_echo(p.proto, p.icmp_type) {
-        let src_is_a =
-            canonical_key_into(&mut w.key, p.family, p.proto, &p.src, &p.dst, p.sport, p.dport);
+        let src_is_a = canonical_key_into(
+            &mut w.key, p.family, p.proto, &p.src, &p.dst, p.sport, p.dport,
+        );
         w.src_is_a = src_is_a;
-        if let Some(v) = m.ct_get(&w.key) {
-            if !expired(ing.now, v.last_seen, timeout(cfg, timeout_for(w.p.proto, v.state))) {
-                if v.generation == cfg.generation {
-                    let conn = established(v, &w.p, src_is_a, ing.now);
-                    return forward(m, cfg, ing, conn, Reason::PassEstablished);
-                }
-                // Admitted under an older policy: ask again about the flow's
-                // first packet, keeping its state if still allowed.
-                let (src, dst) = if v.flags & CT_ORIG_IS_A != 0 {
-                    (w.key.a, w.key.b)
-                } else {
-                    (w.key.b, w.key.a)
-                };
-                w.flow.src = src;
-                w.flow.dst = dst;
-                w.flow.port = v.orig_l4;
-                w.ask = if v.flags & CT_FROM_LAN != 0 {
-                    Origin::Lan
-                } else {
-                    Origin::Wan
-                };
-                w.then = Then::Readmit;
+        if let Some(v) = m.ct_get(&w.key)
+            && !expired(
+                ing.now,
+                v.last_seen,
+                timeout(cfg, timeout_for(w.p.proto, v.state)),
+            )
+        {
+            if v.generation == cfg.generation {
+                let conn = established(v, &w.p, src_is_a, ing.now);
+                return forward(m, cfg, ing, conn, Reason::PassEstablished);
             }
+            // Admitted under an older policy: ask again about the flow's
+            // first packet, keeping its state if still allowed.
+            let (src, dst) = if v.flags & CT_ORIG_IS_A != 0 {
+                (w.key.a, w.key.b)
+            } else {
+                (w.key.b, w.key.a)
+            };
+            w.flow.src = src;
+            w.flow.dst = dst;
+            w.flow.port = v.orig_l4;
+            w.ask = if v.flags & CT_FROM_LAN != 0 {
+                Origin::Lan
+            } else {
+                Origin::Wan
+            };
+            w.then = Then::Readmit;
         }
         if w.then != Then::Readmit {
             // A new flow (or an expired entry, which the insert replaces).

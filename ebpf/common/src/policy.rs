@@ -23,36 +23,21 @@ pub const fn port_mask(plen: u8) -> u16 {
     }
 }
 
-/// The rule (+1) that lets traffic in `dir` through for a port whose group set
-/// is `set`, talking to `remote`; 0 when no rule does.
+/// The rule (+1) that lets traffic through for the cell `q` names (its
+/// `class` is filled in here from `remote`), at policy port `port`; 0 when no
+/// rule does.
 #[inline(always)]
-pub fn match_rules<M: PolicyMaps + ?Sized>(
-    m: &M,
-    slot: u8,
-    set: u32,
-    dir: u8,
-    family: u8,
-    proto: u8,
-    port: u16,
-    remote: &Addr,
-) -> u32 {
-    let class = m.remote_class(slot, family, remote);
-    let mut hk = HdrKey {
-        set,
-        class,
-        slot,
-        dir,
-        family,
-        proto,
-    };
+pub fn match_rules<M: PolicyMaps + ?Sized>(m: &M, q: &HdrKey, port: u16, remote: &Addr) -> u32 {
+    let class = m.remote_class(q.slot, q.family, remote);
+    let mut hk = HdrKey { class, ..*q };
     if let Some(h) = m.hdr(&hk) {
         let mut key = PolicyKey {
-            set,
+            set: hk.set,
             class,
-            slot,
-            dir,
-            family,
-            proto,
+            slot: hk.slot,
+            dir: hk.dir,
+            family: hk.family,
+            proto: hk.proto,
             plen: 0,
             _pad: 0,
             port: 0,
@@ -170,19 +155,23 @@ pub fn decide_new<M: PolicyMaps + ?Sized>(
         d.conn = conn + 1;
     }
 
+    let cell = |set, dir| HdrKey {
+        set,
+        class: 0,
+        slot,
+        dir,
+        family: flow.family,
+        proto: flow.proto,
+    };
     if let (Origin::Lan, Some(sp)) = (origin, src_port) {
-        d.egress_rule = match_rules(
-            m, slot, sp.set, DIR_EGRESS, flow.family, flow.proto, flow.port, &flow.dst,
-        );
+        d.egress_rule = match_rules(m, &cell(sp.set, DIR_EGRESS), flow.port, &flow.dst);
         if d.egress_rule == NONE {
             d.reason = Reason::DropPolicyEgress;
             return d;
         }
     }
     if let Some(dp) = dst_port {
-        d.ingress_rule = match_rules(
-            m, slot, dp.set, DIR_INGRESS, flow.family, flow.proto, flow.port, &flow.src,
-        );
+        d.ingress_rule = match_rules(m, &cell(dp.set, DIR_INGRESS), flow.port, &flow.src);
         if d.ingress_rule == NONE {
             d.reason = Reason::DropPolicyIngress;
             return d;

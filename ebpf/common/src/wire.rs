@@ -53,7 +53,11 @@ pub trait Packet {
     #[inline(always)]
     fn bytes<const N: usize>(&self, off: usize) -> Option<[u8; N]> {
         let mut b = [0u8; N];
-        if self.load(off, &mut b) { Some(b) } else { None }
+        if self.load(off, &mut b) {
+            Some(b)
+        } else {
+            None
+        }
     }
     #[inline(always)]
     fn be16_at(&self, off: usize) -> Option<u16> {
@@ -84,18 +88,7 @@ impl Packet for [u8] {
 /// Room for the largest header read at once (the IPv6 fixed header).
 pub type HdrBuf = [u8; 40];
 
-/// The first `N` bytes of the header buffer.
-#[inline(always)]
-fn head<const N: usize>(buf: &mut HdrBuf) -> &mut [u8; N] {
-    const { assert!(N <= 40) };
-    match buf.first_chunk_mut::<N>() {
-        Some(h) => h,
-        // N <= 40 is checked at compile time; this arm is never taken.
-        None => loop {},
-    }
-}
-
-/// Load `N` header bytes at `off` into `buf`, or fail with `e`.
+/// Load `N` header bytes at `off` into the start of `buf`, or fail with `e`.
 #[inline(always)]
 fn load_hdr<'b, const N: usize, P: Packet + ?Sized>(
     pkt: &P,
@@ -103,7 +96,10 @@ fn load_hdr<'b, const N: usize, P: Packet + ?Sized>(
     buf: &'b mut HdrBuf,
     e: ParseError,
 ) -> Result<&'b [u8; N], ParseError> {
-    let h = head::<N>(buf);
+    const { assert!(N <= 40) };
+    let Some(h) = buf.first_chunk_mut::<N>() else {
+        return Err(e);
+    };
     if pkt.load(off, h) { Ok(h) } else { Err(e) }
 }
 
@@ -375,16 +371,10 @@ fn parse_ipv6<P: Packet + ?Sized>(
 /// The 16 bytes of `h` at `at` (an address inside a header already read).
 #[inline(always)]
 fn sub16<const N: usize>(h: &[u8; N], at: usize) -> [u8; 16] {
-    let mut o = [0u8; 16];
-    let mut i = 0;
-    while i < 16 {
-        o[i] = match h.get(at + i) {
-            Some(b) => *b,
-            None => 0,
-        };
-        i += 1;
+    match h.get(at..).and_then(|s| s.first_chunk::<16>()) {
+        Some(a) => *a,
+        None => [0; 16],
     }
-    o
 }
 
 #[inline(always)]
@@ -504,7 +494,10 @@ pub const fn icmp_is_error(proto: u8, ty: u8) -> bool {
         ),
         IPPROTO_ICMPV6 => matches!(
             ty,
-            ICMPV6_DEST_UNREACH | ICMPV6_PACKET_TOO_BIG | ICMPV6_TIME_EXCEEDED | ICMPV6_PARAM_PROBLEM
+            ICMPV6_DEST_UNREACH
+                | ICMPV6_PACKET_TOO_BIG
+                | ICMPV6_TIME_EXCEEDED
+                | ICMPV6_PARAM_PROBLEM
         ),
         _ => false,
     }
