@@ -4,3 +4,4 @@ pub mod dataplane;
 pub mod compile;
 pub mod frame;
 pub mod hostmaps;
+pub mod xsk;
