@@ -581,4 +581,4 @@ pub fn prefix_blocks(mut lo: u32, hi: u32) -> Vec<(u16, u8)> {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
-mod tests;
+pub(crate) mod tests;

@@ -98,21 +98,28 @@ pub enum Then {
 
 /// What to do with the frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
 pub enum Action {
     Pass,
     Drop,
-    /// Hand to the AF_XDP socket at `XSKS[index]`, with `meta` in front.
-    Redirect {
-        index: u32,
-        meta: XskMeta,
-    },
+    /// Hand to the AF_XDP socket at `XSKS[Outcome::xsk_index]`, with
+    /// [`Outcome::meta`] in front.
+    Redirect,
 }
 
-/// The outcome: the action and the reason it is counted under.
+/// The outcome: the action, the reason it is counted under, and for a
+/// redirect where to and for which connection.
+///
+/// Plain fields, all always set, rather than data inside `Action::Redirect`:
+/// LLVM reads an enum's payload speculatively on paths where it is
+/// undefined, and the verifier refuses to touch an undefined register.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Outcome {
     pub action: Action,
     pub reason: Reason,
+    /// Connection id (not +1), meaningful for `Redirect`.
+    pub conn: u32,
+    pub xsk_index: u32,
 }
 
 impl Outcome {
@@ -121,6 +128,8 @@ impl Outcome {
         Self {
             action: Action::Pass,
             reason,
+            conn: 0,
+            xsk_index: 0,
         }
     }
     #[inline(always)]
@@ -128,6 +137,19 @@ impl Outcome {
         Self {
             action: Action::Drop,
             reason,
+            conn: 0,
+            xsk_index: 0,
+        }
+    }
+
+    /// The metadata the program puts in front of a redirected frame.
+    #[inline(always)]
+    pub const fn meta(&self, cfg: &Config) -> XskMeta {
+        XskMeta {
+            magic: XSK_META_MAGIC,
+            conn: self.conn,
+            generation: cfg.generation,
+            slot: cfg.slot as u32,
         }
     }
 }
@@ -221,9 +243,10 @@ pub fn process<M: DataplaneMaps, P: Packet + ?Sized>(
         w.frag_key = frag_key(&w.p, id);
         w.frag_val = FragVal {
             created: now,
-            conn: match outcome.action {
-                Action::Redirect { meta, .. } => meta.conn + 1,
-                _ => NONE,
+            conn: if outcome.action == Action::Redirect {
+                outcome.conn + 1
+            } else {
+                NONE
             },
             _pad: 0,
         };
@@ -285,16 +308,10 @@ fn redirect<M: DataplaneMaps>(m: &mut M, cfg: &Config, ing: Ingress, conn_plus1:
     let conn = conn_plus1 - 1;
     m.conn_bytes(cfg.slot, conn, ing.bytes);
     Outcome {
-        action: Action::Redirect {
-            index: ing.xsk_index,
-            meta: XskMeta {
-                magic: XSK_META_MAGIC,
-                conn,
-                generation: cfg.generation,
-                slot: cfg.slot as u32,
-            },
-        },
+        action: Action::Redirect,
         reason: Reason::VpnRedirect,
+        conn,
+        xsk_index: ing.xsk_index,
     }
 }
 

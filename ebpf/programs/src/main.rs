@@ -8,6 +8,7 @@
 
 #[cfg(target_arch = "bpf")]
 mod prog {
+    use aya_log_ebpf::debug;
     use aya_ebpf::{
         bindings::{xdp_action, xdp_md},
         helpers::{bpf_ktime_get_ns, bpf_xdp_adjust_meta, bpf_xdp_load_bytes},
@@ -289,6 +290,7 @@ mod prog {
             ctx.rx_queue_index(),
             now,
         );
+        log_decision(&ctx, out.reason, work);
         match out.action {
             Action::Pass => {
                 maps.count(out.reason, len);
@@ -298,9 +300,9 @@ mod prog {
                 maps.count(out.reason, len);
                 xdp_action::XDP_DROP
             }
-            Action::Redirect { index, meta } => {
-                write_meta(&ctx, &meta);
-                match XSKS.redirect(index, xdp_action::XDP_DROP as u64) {
+            Action::Redirect => {
+                write_meta(&ctx, &out.meta(cfg));
+                match XSKS.redirect(out.xsk_index, xdp_action::XDP_DROP as u64) {
                     Ok(action) => {
                         maps.count(Reason::VpnRedirect, len);
                         action
@@ -311,6 +313,47 @@ mod prog {
                     }
                 }
             }
+        }
+    }
+
+    /// Debug log of decisions about new flows and drops (not the fast path).
+    /// AYA_LOG_LEVEL is set at load time and frozen, so when debug logging is
+    /// off the verifier sees this as dead code and it costs nothing.
+    #[inline(always)]
+    fn log_decision(ctx: &XdpContext, reason: Reason, w: &Work) {
+        if matches!(
+            reason,
+            Reason::PassEstablished | Reason::PassFragment | Reason::PassArp | Reason::PassNdp
+        ) {
+            return;
+        }
+        let p = &w.p;
+        if p.family == FAMILY_V4 {
+            let s = u32::from_be_bytes(p.src.v4_octets());
+            let d = u32::from_be_bytes(p.dst.v4_octets());
+            debug!(
+                ctx,
+                "{} {:i} -> {:i} proto {} sport {} dport {}",
+                reason.name(),
+                s,
+                d,
+                p.proto,
+                p.sport,
+                p.dport
+            );
+        } else {
+            let s = p.src.octets();
+            let d = p.dst.octets();
+            debug!(
+                ctx,
+                "{} {:i} -> {:i} proto {} sport {} dport {}",
+                reason.name(),
+                s,
+                d,
+                p.proto,
+                p.sport,
+                p.dport
+            );
         }
     }
 
