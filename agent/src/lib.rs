@@ -5,3 +5,6 @@ pub mod compile;
 pub mod frame;
 pub mod hostmaps;
 pub mod xsk;
+pub mod explain;
+pub mod run;
+pub mod stats;

@@ -179,12 +179,15 @@ pub async fn run(path: PathBuf, debug_log: bool) -> anyhow::Result<()> {
                             );
                             continue;
                         }
-                        // Counters of the outgoing policy, kept under names.
-                        if let Ok(c) = dp.counters() {
-                            totals.carry(&cfg, &compiled, &c);
-                        }
+                        let old_slot = dp.slot() as u32;
+                        let counters = dp.counters();
                         match dp.install(&new_compiled, runtime_config(&new_cfg, 0, 0)) {
                             Ok(generation) => {
+                                // The outgoing policy's counters, kept under names.
+                                let rx = xsk_stats.take_slot(old_slot);
+                                if let Ok(c) = counters {
+                                    totals.carry(&cfg, &compiled, &c, &rx);
+                                }
                                 info!(generation, rules = new_compiled.rules.len(), "configuration reloaded");
                                 cfg = new_cfg;
                                 compiled = new_compiled;

@@ -15,7 +15,7 @@ use crate::compile::Compiled;
 use crate::config::Config;
 use crate::dataplane::{Counters, Dataplane};
 use crate::explain::rule_text;
-use crate::xsk::XskStats;
+use crate::xsk::{Count, XskStats};
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Snapshot {
@@ -27,6 +27,21 @@ pub struct Snapshot {
     pub rules: Vec<RuleStat>,
     pub connections: Vec<ConnStat>,
     pub conntrack: CtStat,
+    pub xsk: XskStat,
+}
+
+/// The crypto path's AF_XDP sockets, beyond per-connection counts.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct XskStat {
+    /// Frames that arrived without the program's metadata.
+    pub no_meta_frames: u64,
+    /// Frames whose metadata named an unknown slot or connection.
+    pub bad_meta_frames: u64,
+    /// RX descriptors refused as malformed.
+    pub bad_descriptors: u64,
+    /// The kernel's drops (no room in the UMEM, ring full).
+    pub rx_dropped: u64,
+    pub rx_ring_full: u64,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -77,7 +92,10 @@ pub struct CtStat {
 #[derive(Clone, Debug, Default)]
 pub struct Totals {
     rules: HashMap<(String, String), u64>,
+    /// Connection name -> (packets, bytes) handed to the crypto path.
     conns: HashMap<String, (u64, u64)>,
+    /// Connection name -> (frames, bytes) the AF_XDP sockets received.
+    xsk: HashMap<String, (u64, u64)>,
     pub swept: u64,
 }
 
@@ -89,8 +107,16 @@ fn rule_key(cfg: &Config, c: &Compiled, id: usize) -> Option<(String, String)> {
 }
 
 impl Totals {
-    /// Fold the counters of the policy about to be replaced.
-    pub fn carry(&mut self, cfg: &Config, c: &Compiled, now: &Counters) {
+    /// Fold the counters of the policy about to be replaced: the program's
+    /// (`now`) and the AF_XDP receiver's for its slot (`xsk`, by connection).
+    pub fn carry(&mut self, cfg: &Config, c: &Compiled, now: &Counters, xsk: &[Count]) {
+        for (id, n) in xsk.iter().enumerate() {
+            if let Some(conn) = cfg.connections.get(id) {
+                let e = self.xsk.entry(conn.name.clone()).or_default();
+                e.0 += n.packets;
+                e.1 += n.bytes;
+            }
+        }
         for (id, hits) in now.rule_hits.iter().enumerate() {
             if let Some(k) = rule_key(cfg, c, id) {
                 *self.rules.entry(k).or_default() += hits;
@@ -148,14 +174,15 @@ impl Snapshot {
             .map(|(id, conn)| {
                 let now = counters.conns.get(id).copied().unwrap_or_default();
                 let before = totals.conns.get(&conn.name).copied().unwrap_or_default();
-                let (frames, bytes) = xsk.conn(dp.slot(), id as u32);
+                let rx = xsk.conn(dp.slot() as u32, id as u32).unwrap_or_default();
+                let rx_before = totals.xsk.get(&conn.name).copied().unwrap_or_default();
                 ConnStat {
                     name: conn.name.clone(),
                     peer: conn.peer_address.to_string(),
                     packets: now.packets + before.0,
                     bytes: now.bytes + before.1,
-                    xsk_frames: frames,
-                    xsk_bytes: bytes,
+                    xsk_frames: rx.packets + rx_before.0,
+                    xsk_bytes: rx.bytes + rx_before.1,
                 }
             })
             .collect();
@@ -179,6 +206,16 @@ impl Snapshot {
                 entries: dp.ct_entries().map_or(0, |v| v.len() as u64),
                 max_entries: cfg.conntrack.max_entries,
                 swept: totals.swept,
+            },
+            xsk: {
+                let k = xsk.kernel();
+                XskStat {
+                    no_meta_frames: xsk.no_meta().packets,
+                    bad_meta_frames: xsk.bad_meta().packets,
+                    bad_descriptors: xsk.bad_descriptors(),
+                    rx_dropped: k.rx_dropped,
+                    rx_ring_full: k.rx_ring_full,
+                }
             },
         }
     }
@@ -215,6 +252,13 @@ impl Snapshot {
             s,
             "conntrack: {} entries (max {}), {} swept",
             self.conntrack.entries, self.conntrack.max_entries, self.conntrack.swept
+        );
+        let x = &self.xsk;
+        let _ = writeln!(
+            s,
+            "AF_XDP: {} frames without metadata, {} with bad metadata, {} bad descriptors, \
+             {} dropped by the kernel ({} ring full)",
+            x.no_meta_frames, x.bad_meta_frames, x.bad_descriptors, x.rx_dropped, x.rx_ring_full
         );
         s
     }

@@ -40,3 +40,4 @@ pub fn vpcgw_bin() -> Result<PathBuf> {
     }
     bail!("cannot find the vpcgw binary: set VPCGW_BIN or build it (`cargo xtask build`)")
 }
+pub mod xdp;

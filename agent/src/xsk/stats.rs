@@ -154,6 +154,24 @@ impl XskStats {
             .map(Pair::get)
     }
 
+    /// Zero the counters of policy `slot` and return what they held, by
+    /// connection id. The agent calls it for the outgoing slot at a reload,
+    /// so the slot starts clean when a later reload reuses it; frames still
+    /// in flight with the old metadata may land after the swap and be
+    /// counted there.
+    pub fn take_slot(&self, slot: u32) -> Vec<Count> {
+        (0..MAX_CONNS)
+            .map(|conn| {
+                Self::index(slot, conn)
+                    .and_then(|i| self.conns.get(i))
+                    .map_or_else(Count::default, |p| Count {
+                        packets: p.packets.swap(0, Relaxed),
+                        bytes: p.bytes.swap(0, Relaxed),
+                    })
+            })
+            .collect()
+    }
+
     /// Frames that came without metadata (the program could not add it).
     pub fn no_meta(&self) -> Count {
         self.no_meta.get()
