@@ -191,6 +191,17 @@ struct Step {
     note: String,
 }
 
+impl Step {
+    fn new(name: &'static str, ok: bool, took: Duration) -> Step {
+        Step {
+            name,
+            ok,
+            took,
+            note: String::new(),
+        }
+    }
+}
+
 /// The README's test command: rustfmt, clippy and every test (unit tests and
 /// the privileged tests of vpcgw-tests). All steps run even when one fails,
 /// then a summary.
@@ -204,16 +215,11 @@ fn test() -> Result<ExitCode> {
 
     let mut steps = Vec::new();
 
-    eprintln!("== test 1/3: formatting (cargo fmt --check)");
+    eprintln!("== test 1/4: formatting (cargo fmt --check)");
     let (r, took) = timed(|| run_status(cargo(&["fmt", "--all", "--check"])));
-    steps.push(Step {
-        name: "rustfmt",
-        ok: r?.success(),
-        took,
-        note: String::new(),
-    });
+    steps.push(Step::new("rustfmt", r?.success(), took));
 
-    eprintln!("== test 2/3: lints (cargo clippy, warnings are errors)");
+    eprintln!("== test 2/4: lints (cargo clippy, warnings are errors)");
     let (r, took) = timed(|| {
         run_status(cargo(&[
             "clippy",
@@ -224,14 +230,15 @@ fn test() -> Result<ExitCode> {
             "warnings",
         ]))
     });
-    steps.push(Step {
-        name: "clippy",
-        ok: r?.success(),
-        took,
-        note: String::new(),
-    });
+    steps.push(Step::new("clippy", r?.success(), took));
 
-    eprintln!("== test 3/3: unit and privileged integration tests (cargo test --workspace)");
+    // The privileged tests run the agent binary (VPCGW_BIN), which
+    // `cargo test` alone does not build.
+    eprintln!("== test 3/4: build (cargo build --workspace)");
+    let (r, took) = timed(|| run_status(cargo(&["build", "--workspace"])));
+    steps.push(Step::new("build", r?.success(), took));
+
+    eprintln!("== test 4/4: unit and privileged integration tests (cargo test --workspace)");
     let mut c = cargo(&["test", "--workspace", "--no-fail-fast"]);
     c.env("VPCGW_BIN", artifact("vpcgw", false));
     if std::env::var_os("RUST_BACKTRACE").is_none() {
@@ -239,15 +246,12 @@ fn test() -> Result<ExitCode> {
     }
     let (r, took) = timed(|| run_counting_tests(c));
     let (status, n) = r?;
-    steps.push(Step {
-        name: "tests",
-        ok: status.success(),
-        took,
-        note: format!(
-            "{} passed, {} failed, {} ignored",
-            n.passed, n.failed, n.ignored
-        ),
-    });
+    let mut step = Step::new("tests", status.success(), took);
+    step.note = format!(
+        "{} passed, {} failed, {} ignored",
+        n.passed, n.failed, n.ignored
+    );
+    steps.push(step);
 
     eprintln!();
     eprintln!("== summary");
