@@ -46,6 +46,8 @@ pub enum Verbosity {
 #[derive(Default)]
 struct Missing {
     packages: Vec<String>,
+    /// rustfmt/clippy for the toolchain xtask runs with (`cargo xtask test`).
+    components: Vec<&'static str>,
     rust_src: bool,
     bpf_linker: bool,
     bpffs: bool,
@@ -55,6 +57,7 @@ struct Missing {
 impl Missing {
     fn nothing(&self) -> bool {
         self.packages.is_empty()
+            && self.components.is_empty()
             && !self.rust_src
             && !self.bpf_linker
             && !self.bpffs
@@ -129,12 +132,17 @@ fn setup_inner(verbosity: Verbosity) -> Result<bool> {
         eprintln!("  ok       nightly toolchain: {nightly}");
     }
 
+    missing.components = missing_components()?;
     missing.rust_src = !nightly_has_rust_src()?;
     let linker = bpf_linker_version();
     missing.bpf_linker = linker.is_none();
     missing.bpffs = !bpffs_mounted();
     missing.psk_modes = psk_files_to_fix()?;
     if full {
+        line(
+            missing.components.is_empty(),
+            "rustfmt and clippy for the default toolchain",
+        );
         line(!missing.rust_src, "rust-src for the nightly toolchain");
         line(
             !missing.bpf_linker,
@@ -172,6 +180,12 @@ fn setup_inner(verbosity: Verbosity) -> Result<bool> {
 
     if !missing.packages.is_empty() {
         install_packages(&missing.packages)?;
+    }
+    if !missing.components.is_empty() {
+        eprintln!("== setup: adding rustfmt/clippy (cargo xtask test runs them)");
+        let mut c = cmd("rustup", &["component", "add"]);
+        c.args(&missing.components);
+        run(c)?;
     }
     if missing.rust_src {
         eprintln!("== setup: adding rust-src to the nightly toolchain (needed by -Z build-std)");
@@ -270,6 +284,29 @@ fn nightly_release_and_llvm() -> Result<(String, String)> {
     let release = field("release:").context("`rustc +nightly -vV` printed no release")?;
     let llvm = field("LLVM version:").context("`rustc +nightly -vV` printed no LLVM version")?;
     Ok((release, llvm))
+}
+
+/// rustfmt and clippy, if the active toolchain (the one running xtask)
+/// lacks them.
+fn missing_components() -> Result<Vec<&'static str>> {
+    let out = probe(cmd("rustup", &["component", "list", "--installed"]))?;
+    if !out.status.success() {
+        bail!(
+            "`rustup component list --installed` failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let has = |name: &str| {
+        text.lines().any(|l| {
+            let l = l.trim();
+            l == name || l.strip_prefix(name).is_some_and(|r| r.starts_with('-'))
+        })
+    };
+    Ok(["rustfmt", "clippy"]
+        .into_iter()
+        .filter(|c| !has(c))
+        .collect())
 }
 
 fn nightly_has_rust_src() -> Result<bool> {
