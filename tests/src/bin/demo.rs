@@ -195,11 +195,14 @@ fn run(opts: &Opts) -> Result<Tally> {
     let bin = vpcgw_bin()?;
     let bin = bin.canonicalize().unwrap_or(bin);
     let config_shown = opts.config.display().to_string();
-    let config = if opts.config.is_absolute() {
+    // Relative: from the current directory (xtask runs us from the
+    // repository root), else from the repository this was built from.
+    let config = if opts.config.is_absolute() || opts.config.is_file() {
         opts.config.clone()
     } else {
         repo_root().join(&opts.config)
     };
+    let config = config.canonicalize().unwrap_or(config);
     if !config.is_file() {
         bail!(
             "{} not found: the demo runs the agent with it",
@@ -289,9 +292,10 @@ fn demo_on_bed(
     heading(&format!(
         "Starting the agent in gw: vpcgw run --config {config_shown}"
     ));
-    let agent = bed
-        .gw
-        .spawn(&[&bin.to_string_lossy(), "run", "--config", cfg])?;
+    let agent = bed.gw.spawn_env(
+        &[&bin.to_string_lossy(), "run", "--config", cfg],
+        &[("NO_COLOR", "1")],
+    )?;
     agent.set_echo(opts.verbose);
     let Some(how) = wait_ready(bed, &agent, bin, cfg)? else {
         tally.check(
@@ -303,7 +307,7 @@ fn demo_on_bed(
         );
         println!(
             "  agent log (last lines):\n{}",
-            indent(&last_lines(&agent.output(), 30))
+            indent(&last_lines(&strip_ansi(&agent.output()), 30))
         );
         stop_agent(&agent, tally)?;
         return Ok(());
@@ -315,7 +319,7 @@ fn demo_on_bed(
     if r.is_err() || tally.failed > 0 {
         println!(
             "  agent log (last lines):\n{}",
-            indent(&last_lines(&agent.output(), 30))
+            indent(&last_lines(&strip_ansi(&agent.output()), 30))
         );
     }
     r?;
@@ -365,7 +369,26 @@ fn demo_on_bed(
     Ok(())
 }
 
-/// Waits until the agent logs "attached" or `vpcgw stats` answers.
+/// Removes terminal color sequences (ESC [ ... letter).
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Waits until the agent is ready: it logs "vpcgw running", or it logged
+/// "attached" for every gateway interface, or `vpcgw stats` answers.
 fn wait_ready(bed: &Bed, agent: &Spawned, bin: &Path, cfg: &str) -> Result<Option<String>> {
     let start = Instant::now();
     let mut round = 0u32;
@@ -375,8 +398,19 @@ fn wait_ready(bed: &Bed, agent: &Spawned, bin: &Path, cfg: &str) -> Result<Optio
         if INTERRUPTED.load(Ordering::Relaxed) {
             return Some(None);
         }
-        if let Some(line) = agent.output().lines().find(|l| l.contains("attached")) {
+        let log = strip_ansi(&agent.output());
+        if let Some(line) = log.lines().find(|l| l.contains("vpcgw running")) {
             return Some(Some(format!("log: {}", line.trim())));
+        }
+        let attached: Vec<&str> = log.lines().filter(|l| l.contains("attached")).collect();
+        let all = [bed::GW_WAN, bed::GW_LAN0, bed::GW_LAN1]
+            .iter()
+            .all(|i| attached.iter().any(|l| l.contains(i)));
+        if all {
+            return Some(Some(format!(
+                "log: {}",
+                attached.last().map(|l| l.trim()).unwrap_or_default()
+            )));
         }
         if let Ok(Some(st)) = agent.try_wait() {
             exited = Some(st);
@@ -402,7 +436,8 @@ fn wait_ready(bed: &Bed, agent: &Spawned, bin: &Path, cfg: &str) -> Result<Optio
         );
     } else if ready.is_none() {
         println!(
-            "  {} not ready after {:.0?} (no \"attached\" in its log, vpcgw stats does not answer)",
+            "  {} not ready after {:.0?} (its log shows no \"attached\" for every interface, \
+             and vpcgw stats does not answer)",
             red("FAIL:"),
             start.elapsed()
         );
