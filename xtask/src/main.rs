@@ -265,11 +265,14 @@ fn test() -> Result<ExitCode> {
         );
     }
     let failed_steps: Vec<&str> = steps.iter().filter(|s| !s.ok).map(|s| s.name).collect();
-    // A plain closing line for whoever reads the log.
-    println!(
-        "tests: {} passed, {} failed, {} skipped",
-        n.passed, n.failed, n.ignored
-    );
+    // A plain closing line for whoever reads the log (none if no test ran,
+    // e.g. when the tests did not compile).
+    if n.passed + n.failed + n.ignored > 0 {
+        println!(
+            "tests: {} passed, {} failed, {} skipped",
+            n.passed, n.failed, n.ignored
+        );
+    }
     if failed_steps.is_empty() {
         eprintln!("== all steps passed");
         Ok(ExitCode::SUCCESS)
