@@ -13,9 +13,23 @@ use std::time::Duration;
 use ipnet::IpNet;
 use vpcgw_common::conntrack::TIMEOUT_COUNT;
 
+mod algorithms;
+mod cross;
+pub mod limits;
+mod names;
+mod prefix;
+mod psk;
 mod raw;
+mod summary;
 mod validate;
 
+#[cfg(test)]
+mod tests;
+
+pub use names::mac_text;
+pub use psk::{PSK_MAX_BYTES, PSK_MIN_BYTES, PskError, read_psk};
+pub use raw::to_toml;
+pub use summary::summary;
 pub use validate::{Checked, ConfigError, Problem, Severity, load, parse_str};
 
 /// A validated gateway configuration.
