@@ -29,7 +29,7 @@ use ipnet::IpNet;
 use vpcgw_common::Addr;
 use vpcgw_common::abi::{
     DIR_EGRESS, DIR_INGRESS, FAMILY_V4, FAMILY_V6, HdrKey, HdrVal, MAX_CONNS, MAX_RULES,
-    PORT_ENTRIES, PORT_HAS_MAC, POLICY_ENTRIES, POLICY_HDR_ENTRIES, PROTO_ANY, PolicyKey,
+    POLICY_ENTRIES, POLICY_HDR_ENTRIES, PORT_ENTRIES, PORT_HAS_MAC, PROTO_ANY, PolicyKey,
     PolicyVal, PortVal, REMOTE_ENTRIES, VPN_ENTRIES,
 };
 use vpcgw_common::wire::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP};
@@ -233,7 +233,12 @@ pub fn compile(cfg: &Config) -> Result<Compiled, CompileError> {
             ));
         }
     }
-    check_capacity("PORTS", out.ports.len(), PORT_ENTRIES / 2, "fewer port addresses")?;
+    check_capacity(
+        "PORTS",
+        out.ports.len(),
+        PORT_ENTRIES / 2,
+        "fewer port addresses",
+    )?;
 
     // 2. Remote classes.
     let remote_groups: BTreeSet<usize> = cfg
@@ -488,13 +493,7 @@ fn emit_cell<'c>(
         proto,
     };
     if any_rule != 0 {
-        hdrs.insert(
-            hdr_key(PROTO_ANY),
-            HdrVal {
-                plens: 0,
-                any_rule,
-            },
-        );
+        hdrs.insert(hdr_key(PROTO_ANY), HdrVal { plens: 0, any_rule });
     }
     // "Any protocol" rules take part in every protocol's intervals, so the
     // owner of a port is the first matching rule in file order, whatever its
@@ -568,7 +567,11 @@ pub fn prefix_blocks(mut lo: u32, hi: u32) -> Vec<(u16, u8)> {
     let mut out = Vec::new();
     while lo <= hi {
         // Largest aligned block starting at lo that stays within hi.
-        let mut size: u32 = if lo == 0 { 1 << 16 } else { lo & lo.wrapping_neg() };
+        let mut size: u32 = if lo == 0 {
+            1 << 16
+        } else {
+            lo & lo.wrapping_neg()
+        };
         while lo + size - 1 > hi {
             size >>= 1;
         }

@@ -207,7 +207,9 @@ impl Dataplane {
                 role: ROLE_LAN,
                 xsk_base: i as u32 * MAX_QUEUES,
             };
-            ifaces.insert(ifindex, v, 0).map_err(map_err(names::IFACES))?;
+            ifaces
+                .insert(ifindex, v, 0)
+                .map_err(map_err(names::IFACES))?;
         }
         ifaces
             .insert(
@@ -289,7 +291,11 @@ impl Dataplane {
     /// Install `c` under the runtime settings `rt` (its generation and slot
     /// are chosen here). Returns the new generation.
     pub fn install(&mut self, c: &Compiled, rt: abi::Config) -> Result<u32> {
-        let new = if self.generation == 0 { 0 } else { 1 - self.slot };
+        let new = if self.generation == 0 {
+            0
+        } else {
+            1 - self.slot
+        };
         // A failed earlier install may have left entries in the free slot.
         self.clear_slot(new)?;
         self.write_slot(c, new)?;
@@ -329,7 +335,10 @@ impl Dataplane {
         {
             let mut m: BpfHashMap<&mut MapData, PortKey, PortVal> = self.map_mut(names::PORTS)?;
             for (addr, v) in &c.ports {
-                let k = PortKey { addr: *addr, slot: s };
+                let k = PortKey {
+                    addr: *addr,
+                    slot: s,
+                };
                 m.insert(k, v, 0).map_err(map_err(names::PORTS))?;
             }
         }
@@ -338,14 +347,16 @@ impl Dataplane {
             self.lpm_insert(names::REMOTE_V4, names::REMOTE_V6, slot, None, p, v)?;
         }
         {
-            let mut m: BpfHashMap<&mut MapData, HdrKey, HdrVal> = self.map_mut(names::POLICY_HDR)?;
+            let mut m: BpfHashMap<&mut MapData, HdrKey, HdrVal> =
+                self.map_mut(names::POLICY_HDR)?;
             for (k, v) in &c.hdrs {
                 m.insert(HdrKey { slot, ..*k }, v, 0)
                     .map_err(map_err(names::POLICY_HDR))?;
             }
         }
         {
-            let mut m: BpfHashMap<&mut MapData, PolicyKey, PolicyVal> = self.map_mut(names::POLICY)?;
+            let mut m: BpfHashMap<&mut MapData, PolicyKey, PolicyVal> =
+                self.map_mut(names::POLICY)?;
             for (k, v) in &c.policy {
                 m.insert(PolicyKey { slot, ..*k }, v, 0)
                     .map_err(map_err(names::POLICY))?;
@@ -357,12 +368,26 @@ impl Dataplane {
         }
         for (conn, p) in &c.vpn_local {
             let v = VpnVal { conn: conn + 1 };
-            self.lpm_insert(names::VPN_LOCAL_V4, names::VPN_LOCAL_V6, slot, Some(*conn), p, v)?;
+            self.lpm_insert(
+                names::VPN_LOCAL_V4,
+                names::VPN_LOCAL_V6,
+                slot,
+                Some(*conn),
+                p,
+                v,
+            )?;
         }
         let mut m: BpfHashMap<&mut MapData, PeerKey, PeerVal> = self.map_mut(names::PEERS)?;
         for (addr, conn) in &c.peers {
-            m.insert(PeerKey { addr: *addr, slot: s }, PeerVal { conn: conn + 1 }, 0)
-                .map_err(map_err(names::PEERS))?;
+            m.insert(
+                PeerKey {
+                    addr: *addr,
+                    slot: s,
+                },
+                PeerVal { conn: conn + 1 },
+                0,
+            )
+            .map_err(map_err(names::PEERS))?;
         }
         Ok(())
     }
@@ -435,7 +460,11 @@ impl Dataplane {
     ) -> Result<()> {
         let mut m: BpfHashMap<&mut MapData, K, V> = self.map_mut(name)?;
         // Collected first: deleting while walking keys skips entries.
-        let doomed: Vec<K> = m.keys().filter_map(|k| k.ok()).filter(|k| !keep(k)).collect();
+        let doomed: Vec<K> = m
+            .keys()
+            .filter_map(|k| k.ok())
+            .filter(|k| !keep(k))
+            .collect();
         for k in doomed {
             match m.remove(&k) {
                 Ok(()) | Err(MapError::KeyNotFound) => {}
@@ -492,10 +521,11 @@ impl Dataplane {
         let stats: PerCpuArray<&MapData, abi::Counter> = self.map(names::STATS)?;
         for i in 0..REASON_COUNT {
             let v = stats.get(&i, 0).map_err(map_err(names::STATS))?;
-            out.reasons.push(v.iter().fold(abi::Counter::default(), |a, c| abi::Counter {
-                packets: a.packets + c.packets,
-                bytes: a.bytes + c.bytes,
-            }));
+            out.reasons
+                .push(v.iter().fold(abi::Counter::default(), |a, c| abi::Counter {
+                    packets: a.packets + c.packets,
+                    bytes: a.bytes + c.bytes,
+                }));
         }
         let hits: PerCpuArray<&MapData, u64> = self.map(names::RULE_HITS)?;
         for i in 0..self.rules as u32 {
@@ -509,10 +539,11 @@ impl Dataplane {
             let v = conns
                 .get(&(self.slot as u32 * MAX_CONNS + i), 0)
                 .map_err(map_err(names::CONN_STATS))?;
-            out.conns.push(v.iter().fold(abi::Counter::default(), |a, c| abi::Counter {
-                packets: a.packets + c.packets,
-                bytes: a.bytes + c.bytes,
-            }));
+            out.conns
+                .push(v.iter().fold(abi::Counter::default(), |a, c| abi::Counter {
+                    packets: a.packets + c.packets,
+                    bytes: a.bytes + c.bytes,
+                }));
         }
         Ok(out)
     }
@@ -523,8 +554,8 @@ impl Dataplane {
         Ok(c.reasons.get(r as usize).copied().unwrap_or_default())
     }
 
-    /// Delete expired conntrack and fragment entries. `now` is CLOCK_MONOTONIC
-    /// in nanoseconds, the clock `bpf_ktime_get_ns` reads.
+    /// Delete expired conntrack and fragment entries. `now` is
+    /// [`monotonic_ns`], the clock the program stamps entries with.
     pub fn sweep(&mut self, now: u64) -> Result<SweepStats> {
         let timeouts = self.runtime.timeouts;
         let t = |x: Timeout| timeouts.get(x as usize).copied().unwrap_or(0);
@@ -576,7 +607,10 @@ impl Dataplane {
     where
         T: TryFrom<&'a aya::maps::Map, Error = MapError>,
     {
-        let m = self.ebpf.map(name).ok_or(DataplaneError::MissingMap(name))?;
+        let m = self
+            .ebpf
+            .map(name)
+            .ok_or(DataplaneError::MissingMap(name))?;
         T::try_from(m).map_err(map_err(name))
     }
 
@@ -620,14 +654,15 @@ pub fn ifindex(ifname: &str) -> Result<u32> {
     Ok(idx)
 }
 
-/// CLOCK_MONOTONIC in nanoseconds: the clock of `bpf_ktime_get_ns`.
+/// CLOCK_MONOTONIC_COARSE in nanoseconds: the clock the program reads
+/// (`bpf_ktime_get_coarse_ns`).
 pub fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
     // SAFETY: ts is a valid out-pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
     (ts.tv_sec as u64).saturating_mul(1_000_000_000) + ts.tv_nsec as u64
 }
 

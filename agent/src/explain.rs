@@ -104,7 +104,11 @@ pub fn explain(cfg: &Config, q: &Query) -> Result<Explanation, ExplainError> {
             xsk_base: 0,
         },
     );
-    let family = if q.from.is_ipv4() { FAMILY_V4 } else { FAMILY_V6 };
+    let family = if q.from.is_ipv4() {
+        FAMILY_V4
+    } else {
+        FAMILY_V6
+    };
     let from_port = port_named(cfg, q.from);
     let mut lines = Vec::new();
 
@@ -129,8 +133,21 @@ pub fn explain(cfg: &Config, q: &Query) -> Result<Explanation, ExplainError> {
              tunnel",
             q.from, conn.name
         ));
-        let verdict = if d.allowed() { Verdict::Allow } else { Verdict::Deny };
-        describe(cfg, &compiled, &dp, q, d.reason, d.egress_rule, d.ingress_rule, &mut lines);
+        let verdict = if d.allowed() {
+            Verdict::Allow
+        } else {
+            Verdict::Deny
+        };
+        describe(
+            cfg,
+            &compiled,
+            &dp,
+            q,
+            d.reason,
+            d.egress_rule,
+            d.ingress_rule,
+            &mut lines,
+        );
         return Ok(Explanation {
             verdict,
             reason: d.reason,
@@ -144,10 +161,15 @@ pub fn explain(cfg: &Config, q: &Query) -> Result<Explanation, ExplainError> {
         None => (WAN_IFINDEX, [2, 0, 0, 0, 0, 1]),
     };
     lines.push(match from_port {
-        Some(p) => format!("arrives on a LAN interface from port {} ({})", p.name, q.from),
+        Some(p) => format!(
+            "arrives on a LAN interface from port {} ({})",
+            p.name, q.from
+        ),
         None => format!("arrives on the WAN interface from {}", q.from),
     });
-    let frame = FrameSpec::new(q.from, q.to, l4(q)).with_src_mac(src_mac).build();
+    let frame = FrameSpec::new(q.from, q.to, l4(q))
+        .with_src_mac(src_mac)
+        .build();
     let rt = runtime_config(cfg, 1, 0);
     let mut work = Work::default();
     let out = process(&mut dp, &rt, &mut work, &frame[..], ifindex, 0, 1);
@@ -176,7 +198,9 @@ pub fn explain(cfg: &Config, q: &Query) -> Result<Explanation, ExplainError> {
             }
         }
     }
-    describe(cfg, &compiled, &dp, q, out.reason, egress, ingress, &mut lines);
+    describe(
+        cfg, &compiled, &dp, q, out.reason, egress, ingress, &mut lines,
+    );
     Ok(Explanation {
         verdict,
         reason: out.reason,
@@ -230,7 +254,12 @@ pub fn rule_line(cfg: &Config, c: &Compiled, id: u32) -> String {
     let (Some(g), Some(r)) = (cfg.groups.get(group), rule_at(cfg, c, id)) else {
         return format!("rule #{id}");
     };
-    format!("security group {} rule {}: {}", g.name, index, rule_text(cfg, r))
+    format!(
+        "security group {} rule {}: {}",
+        g.name,
+        index,
+        rule_text(cfg, r)
+    )
 }
 
 /// A rule in one line, in the file's vocabulary.
@@ -260,7 +289,11 @@ pub fn rule_text(cfg: &Config, r: &Rule) -> String {
         Some(PortRange::Icmp { ty, code: None }) => write!(s, " type {ty}"),
         Some(PortRange::Icmp { ty, code: Some(c) }) => write!(s, " type {ty} code {c}"),
     };
-    let side = if r.direction == Direction::Ingress { "from" } else { "to" };
+    let side = if r.direction == Direction::Ingress {
+        "from"
+    } else {
+        "to"
+    };
     let _ = match &r.remote {
         Remote::Any => write!(s, " {side} any"),
         Remote::Prefix(n) => write!(s, " {side} {n}"),
@@ -303,15 +336,23 @@ fn describe(
 ) {
     let from_port = port_named(cfg, q.from);
     let to_port = port_named(cfg, q.to);
-    if egress != NONE {
-        if let Some(p) = from_port {
-            lines.push(format!("egress from port {} allowed by {}", p.name, rule_line(cfg, c, egress - 1)));
-        }
+    if egress != NONE
+        && let Some(p) = from_port
+    {
+        lines.push(format!(
+            "egress from port {} allowed by {}",
+            p.name,
+            rule_line(cfg, c, egress - 1)
+        ));
     }
-    if ingress != NONE {
-        if let Some(p) = to_port {
-            lines.push(format!("ingress to port {} allowed by {}", p.name, rule_line(cfg, c, ingress - 1)));
-        }
+    if ingress != NONE
+        && let Some(p) = to_port
+    {
+        lines.push(format!(
+            "ingress to port {} allowed by {}",
+            p.name,
+            rule_line(cfg, c, ingress - 1)
+        ));
     }
     let flow = flow_text(q);
     let text = match reason {
@@ -352,7 +393,11 @@ fn describe(
                     groups_of(cfg, p),
                     q.from
                 );
-                let fam = if q.from.is_ipv4() { FAMILY_V4 } else { FAMILY_V6 };
+                let fam = if q.from.is_ipv4() {
+                    FAMILY_V4
+                } else {
+                    FAMILY_V6
+                };
                 if let Some((prefix, _)) = dp.policy.remote_match(fam, &Addr::from(q.from)) {
                     let _ = write!(t, " (the source falls in rule prefix {prefix})");
                 }
@@ -365,7 +410,9 @@ fn describe(
              subnets: it would leave unencrypted, so it is dropped",
             q.to, q.from
         ),
-        Reason::DropSpoofed => format!("{} is not a port's address: anti-spoofing drops it", q.from),
+        Reason::DropSpoofed => {
+            format!("{} is not a port's address: anti-spoofing drops it", q.from)
+        }
         Reason::DropWanSpoofed => format!(
             "{} is a VPC or VPN remote address and cannot arrive in clear on the WAN",
             q.from
@@ -404,17 +451,29 @@ mod tests {
         let cfg = sample();
         let e = explain(&cfg, &q("1.2.3.4", "192.168.1.10", IPPROTO_TCP, 80)).unwrap();
         assert_eq!(e.verdict, Verdict::Allow);
-        assert!(e.lines.iter().any(|l| l.contains("security group web rule 0")), "{e}");
+        assert!(
+            e.lines
+                .iter()
+                .any(|l| l.contains("security group web rule 0")),
+            "{e}"
+        );
         let e = explain(&cfg, &q("1.2.3.4", "192.168.1.10", IPPROTO_TCP, 22)).unwrap();
         assert_eq!(e.verdict, Verdict::Deny);
-        assert!(e.to_string().contains("no rule of port p-web's groups (web)"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("no rule of port p-web's groups (web)"),
+            "{e}"
+        );
         let e = explain(&cfg, &q("192.168.1.10", "192.168.3.9", IPPROTO_TCP, 443)).unwrap();
         assert_eq!(e.verdict, Verdict::Vpn("dc1".into()));
         assert!(e.to_string().starts_with("VPN dc1\n"));
         let e = explain(&cfg, &q("192.168.3.9", "192.168.1.10", IPPROTO_TCP, 80)).unwrap();
         assert_eq!(e.verdict, Verdict::Allow, "{e}");
         let e = explain(&cfg, &q("198.51.100.7", "198.51.100.1", IPPROTO_UDP, 500)).unwrap();
-        assert_eq!((e.verdict, e.reason), (Verdict::Deny, Reason::DropIkeNotPeer));
+        assert_eq!(
+            (e.verdict, e.reason),
+            (Verdict::Deny, Reason::DropIkeNotPeer)
+        );
         let e = explain(&cfg, &q("198.51.100.2", "198.51.100.1", IPPROTO_UDP, 500)).unwrap();
         assert_eq!((e.verdict, e.reason), (Verdict::Allow, Reason::PassIke));
     }

@@ -14,13 +14,27 @@ pub use vpcgw_common::conntrack::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
 /// The transport part of a frame.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum L4 {
-    Tcp { sport: u16, dport: u16, flags: u8 },
-    Udp { sport: u16, dport: u16 },
+    Tcp {
+        sport: u16,
+        dport: u16,
+        flags: u8,
+    },
+    Udp {
+        sport: u16,
+        dport: u16,
+    },
     /// ICMP or ICMPv6 (by the address family). `rest` is the 4 bytes after
     /// the checksum (echo id and sequence); `quote` is appended (for errors).
-    Icmp { ty: u8, code: u8, rest: [u8; 4], quote: Vec<u8> },
+    Icmp {
+        ty: u8,
+        code: u8,
+        rest: [u8; 4],
+        quote: Vec<u8>,
+    },
     /// Any other protocol, with a raw payload.
-    Raw { proto: u8 },
+    Raw {
+        proto: u8,
+    },
 }
 
 impl L4 {
@@ -47,9 +61,20 @@ pub enum Ext {
     HopByHop,
     DestOpts,
     /// Routing header of this type, segments left 0.
-    Routing { ty: u8 },
+    Routing {
+        ty: u8,
+    },
     /// A raw extension header: (protocol number, length in 8-octet units - 1).
-    Raw { proto: u8, len8: u8 },
+    Raw {
+        proto: u8,
+        len8: u8,
+    },
+    /// Authentication header (RFC 4302): 24 bytes, with a 12-byte ICV.
+    Ah,
+    /// A fragment header at this point of the chain (`with_frag` puts one
+    /// after all the other extension headers; this one may be followed by
+    /// more, e.g. destination options in the fragmentable part).
+    Fragment(FragSpec),
 }
 
 /// Fragmentation of the IP packet.
@@ -74,6 +99,10 @@ pub struct FrameSpec {
     pub frag: Option<FragSpec>,
     pub payload: usize,
     pub ttl: u8,
+    /// IPv4 options (padded with zeros to a multiple of 4 bytes).
+    pub ip_options: Vec<u8>,
+    /// TCP options (padded with zeros to a multiple of 4 bytes).
+    pub tcp_options: Vec<u8>,
 }
 
 impl FrameSpec {
@@ -89,11 +118,21 @@ impl FrameSpec {
             frag: None,
             payload: 0,
             ttl: 64,
+            ip_options: Vec::new(),
+            tcp_options: Vec::new(),
         }
     }
 
     pub fn tcp(src: IpAddr, dst: IpAddr, sport: u16, dport: u16, flags: u8) -> Self {
-        Self::new(src, dst, L4::Tcp { sport, dport, flags })
+        Self::new(
+            src,
+            dst,
+            L4::Tcp {
+                sport,
+                dport,
+                flags,
+            },
+        )
     }
 
     pub fn udp(src: IpAddr, dst: IpAddr, sport: u16, dport: u16) -> Self {
@@ -125,6 +164,30 @@ impl FrameSpec {
         self
     }
 
+    /// IPv4 options (at most 40 bytes once padded; ignored for IPv6).
+    pub fn with_ip_options(mut self, opts: &[u8]) -> Self {
+        self.ip_options = padded(opts);
+        self
+    }
+
+    /// TCP options (at most 40 bytes once padded).
+    pub fn with_tcp_options(mut self, opts: &[u8]) -> Self {
+        self.tcp_options = padded(opts);
+        self
+    }
+
+    /// Length of the link header: Ethernet and VLAN tags.
+    pub fn link_len(&self) -> usize {
+        14 + 4 * self.vlans.len()
+    }
+
+    /// The IP packet alone (what an ICMP error quotes).
+    pub fn ip_packet(&self) -> Vec<u8> {
+        let mut f = self.build();
+        f.drain(..self.link_len().min(f.len()));
+        f
+    }
+
     /// The frame's bytes.
     pub fn build(&self) -> Vec<u8> {
         let v6 = self.src.is_ipv6();
@@ -139,13 +202,17 @@ impl FrameSpec {
         f.extend_from_slice(&(if v6 { ETH_P_IPV6 } else { ETH_P_IP }).to_be_bytes());
         match (self.src, self.dst) {
             (IpAddr::V4(s), IpAddr::V4(d)) => {
-                let total = 20 + l4.len();
+                let hlen = 20 + self.ip_options.len();
+                let total = hlen + l4.len();
                 let (id, frag) = match self.frag {
-                    Some(fs) => (fs.id as u16, (fs.offset & 0x1fff) | if fs.more { 0x2000 } else { 0 }),
+                    Some(fs) => (
+                        fs.id as u16,
+                        (fs.offset & 0x1fff) | if fs.more { 0x2000 } else { 0 },
+                    ),
                     None => (0x1234, 0x4000), // DF
                 };
-                let mut h = [0u8; 20];
-                h[0] = 0x45;
+                let mut h = vec![0u8; hlen];
+                h[0] = 0x40 | (hlen / 4) as u8;
                 h[2..4].copy_from_slice(&(total as u16).to_be_bytes());
                 h[4..6].copy_from_slice(&id.to_be_bytes());
                 h[6..8].copy_from_slice(&frag.to_be_bytes());
@@ -153,6 +220,7 @@ impl FrameSpec {
                 h[9] = proto;
                 h[12..16].copy_from_slice(&s.octets());
                 h[16..20].copy_from_slice(&d.octets());
+                h[20..].copy_from_slice(&self.ip_options);
                 let c = checksum(&[&h]);
                 h[10..12].copy_from_slice(&c.to_be_bytes());
                 f.extend_from_slice(&h);
@@ -169,11 +237,7 @@ impl FrameSpec {
                     exts.extend_from_slice(&ext_bytes(e, next));
                 }
                 if let Some(fs) = self.frag {
-                    let fo = (fs.offset << 3) | u16::from(fs.more);
-                    exts.push(proto);
-                    exts.push(0);
-                    exts.extend_from_slice(&fo.to_be_bytes());
-                    exts.extend_from_slice(&fs.id.to_be_bytes());
+                    exts.extend_from_slice(&frag_bytes(&fs, proto));
                 }
                 let payload = exts.len() + l4.len();
                 let mut h = [0u8; 40];
@@ -197,12 +261,18 @@ impl FrameSpec {
     fn transport(&self, v6: bool) -> (u8, Vec<u8>) {
         let pad = vec![0xabu8; self.payload];
         let (proto, mut b, csum_at) = match &self.l4 {
-            L4::Tcp { sport, dport, flags } => {
-                let mut h = vec![0u8; 20];
+            L4::Tcp {
+                sport,
+                dport,
+                flags,
+            } => {
+                let doff = 20 + self.tcp_options.len();
+                let mut h = vec![0u8; doff];
                 h[0..2].copy_from_slice(&sport.to_be_bytes());
                 h[2..4].copy_from_slice(&dport.to_be_bytes());
                 h[4..8].copy_from_slice(&1u32.to_be_bytes());
-                h[12] = 5 << 4;
+                h[12] = ((doff / 4) as u8) << 4;
+                h[20..].copy_from_slice(&self.tcp_options);
                 h[13] = *flags;
                 h[14..16].copy_from_slice(&64240u16.to_be_bytes());
                 (IPPROTO_TCP, h, Some(16))
@@ -214,7 +284,12 @@ impl FrameSpec {
                 h[4..6].copy_from_slice(&((8 + self.payload) as u16).to_be_bytes());
                 (IPPROTO_UDP, h, Some(6))
             }
-            L4::Icmp { ty, code, rest, quote } => {
+            L4::Icmp {
+                ty,
+                code,
+                rest,
+                quote,
+            } => {
                 let mut h = vec![*ty, *code, 0, 0];
                 h.extend_from_slice(rest);
                 h.extend_from_slice(quote);
@@ -258,7 +333,25 @@ fn ext_proto(e: &Ext) -> u8 {
         Ext::DestOpts => 60,
         Ext::Routing { .. } => 43,
         Ext::Raw { proto, .. } => *proto,
+        Ext::Ah => 51,
+        Ext::Fragment(_) => IPPROTO_FRAGMENT,
     }
+}
+
+/// Options padded with zeros (end of options) to a multiple of 4 bytes.
+fn padded(opts: &[u8]) -> Vec<u8> {
+    let mut v = opts.to_vec();
+    v.resize(opts.len().div_ceil(4) * 4, 0);
+    v
+}
+
+/// A fragment header (RFC 8200 section 4.5).
+fn frag_bytes(fs: &FragSpec, next: u8) -> Vec<u8> {
+    let fo = (fs.offset << 3) | u16::from(fs.more);
+    let mut v = vec![next, 0];
+    v.extend_from_slice(&fo.to_be_bytes());
+    v.extend_from_slice(&fs.id.to_be_bytes());
+    v
 }
 
 fn ext_bytes(e: &Ext, next: u8) -> Vec<u8> {
@@ -272,6 +365,14 @@ fn ext_bytes(e: &Ext, next: u8) -> Vec<u8> {
             v[1] = *len8;
             v
         }
+        // Payload length in 4-octet units minus 2: (24 / 4) - 2 = 4; SPI 256,
+        // sequence number 1, then a zero ICV.
+        Ext::Ah => {
+            let mut v = vec![next, 4, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1];
+            v.resize(24, 0);
+            v
+        }
+        Ext::Fragment(fs) => frag_bytes(fs, next),
     }
 }
 
@@ -314,7 +415,10 @@ mod tests {
     fn ipv4_tcp_parses_back() {
         let f = FrameSpec::tcp(ip("192.168.1.10"), ip("192.168.3.10"), 40000, 22, TCP_SYN).build();
         let p = parse(&f[..]).unwrap();
-        assert_eq!((p.sport, p.dport, p.tcp_flags, p.proto), (40000, 22, TCP_SYN, 6));
+        assert_eq!(
+            (p.sport, p.dport, p.tcp_flags, p.proto),
+            (40000, 22, TCP_SYN, 6)
+        );
         assert_eq!(checksum(&[&f[14..34]]), 0, "IPv4 header checksum");
     }
 
@@ -325,11 +429,53 @@ mod tests {
             .with_vlan(TPID_8021Q, 20)
             .with_ext(Ext::HopByHop)
             .with_ext(Ext::DestOpts)
-            .with_frag(FragSpec { id: 7, offset: 0, more: true })
+            .with_frag(FragSpec {
+                id: 7,
+                offset: 0,
+                more: true,
+            })
             .build();
         let p = parse(&f[..]).unwrap();
         assert_eq!(p.vlans, 2);
         assert_eq!(p.frag, Frag::First { id: 7 });
         assert_eq!((p.sport, p.dport), (1, 2));
+    }
+
+    #[test]
+    fn ipv4_and_tcp_options() {
+        let f = FrameSpec::tcp(ip("192.168.1.10"), ip("192.168.3.10"), 1, 2, TCP_SYN)
+            .with_ip_options(&[0x94, 4, 0, 0, 1])
+            .with_tcp_options(&[2, 4, 5, 0xb4, 1])
+            .build();
+        assert_eq!(f[14], 0x47, "IHL 7: 8 option bytes after padding");
+        assert_eq!(
+            checksum(&[&f[14..42]]),
+            0,
+            "IPv4 header checksum over the options"
+        );
+        assert_eq!(f[42 + 12] >> 4, 7, "TCP data offset 7");
+        let p = parse(&f[..]).unwrap();
+        assert_eq!((p.l4_off, p.sport, p.dport), (42, 1, 2));
+        assert_eq!(p.ip_len() as usize, f.len() - 14);
+    }
+
+    #[test]
+    fn ah_and_a_fragment_header_inside_the_chain() {
+        let frag = FragSpec {
+            id: 9,
+            offset: 0,
+            more: true,
+        };
+        let f = FrameSpec::tcp(ip("fd00::1"), ip("fd00::2"), 1, 2, TCP_SYN)
+            .with_ext(Ext::Fragment(frag))
+            .with_ext(Ext::Ah)
+            .with_ext(Ext::DestOpts)
+            .build();
+        let p = parse(&f[..]).unwrap();
+        assert_eq!(p.frag, Frag::First { id: 9 });
+        assert_eq!(p.l4_off as usize, 14 + 40 + 8 + 24 + 8);
+        assert_eq!((p.proto, p.sport, p.dport), (IPPROTO_TCP, 1, 2));
+        let q = FrameSpec::udp(ip("10.0.0.1"), ip("10.0.0.2"), 1, 2).with_vlan(TPID_8021Q, 5);
+        assert_eq!(q.ip_packet(), q.build()[18..].to_vec());
     }
 }

@@ -1,10 +1,10 @@
 //! vpcgw agent library: configuration, policy compiler, data-plane loader.
+pub mod compile;
 pub mod config;
 pub mod dataplane;
-pub mod compile;
+pub mod explain;
 pub mod frame;
 pub mod hostmaps;
-pub mod xsk;
-pub mod explain;
 pub mod run;
 pub mod stats;
+pub mod xsk;

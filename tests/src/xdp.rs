@@ -15,6 +15,7 @@ use vpcgw::compile::{Compiled, compile};
 use vpcgw::config::{self, Config};
 use vpcgw::dataplane::{Dataplane, LoadOptions, test_run};
 use vpcgw::hostmaps::{HostDataplane, runtime_config};
+use vpcgw::xsk::{XskConfig, XskSocket};
 use vpcgw_common::abi::{Iface, MAX_QUEUES, ROLE_LAN, ROLE_WAN};
 use vpcgw_common::pipeline::{Action, Work, process};
 use vpcgw_common::stats::Reason;
@@ -75,6 +76,9 @@ pub struct Loaded {
     pub ifindex: [u32; 3],
     work: Work,
     clock: u64,
+    /// AF_XDP sockets opened with [`Loaded::open_xsk`], kept open (closing
+    /// one removes it from `XSKS`).
+    xsks: Vec<XskSocket>,
 }
 
 impl Loaded {
@@ -86,6 +90,27 @@ impl Loaded {
         }
     }
 
+    /// Open an AF_XDP socket on queue 0 of LAN interface `on` and register
+    /// it in `XSKS`, so the kernel redirects VPN-bound frames from `on`
+    /// (`XDP_REDIRECT` instead of `drop_vpn_no_socket`). Frames are tested
+    /// with BPF_PROG_TEST_RUN, which returns the action and the frame with
+    /// its metadata without delivering anything to the socket.
+    pub fn open_xsk(&mut self, on: If) -> Result<()> {
+        let slot = match on {
+            If::Lan0 => 0,
+            If::Lan1 => 1,
+            If::Wan => bail!("AF_XDP sockets serve LAN interfaces only"),
+        };
+        let ifindex = self.ifindex_of(on);
+        let sock = XskSocket::open(ifindex, 0, &XskConfig::default())
+            .with_context(|| format!("AF_XDP socket on {on:?} queue 0"))?;
+        let mut map = self.dp.xsk_map()?;
+        map.set(slot * MAX_QUEUES, sock.fd(), 0)
+            .context("registering the AF_XDP socket in XSKS")?;
+        self.xsks.push(sock);
+        Ok(())
+    }
+
     /// Run `frame` through the host pipeline only: for frames the kernel
     /// will not test-run (shorter than an Ethernet header, which no NIC
     /// delivers either).
@@ -93,7 +118,15 @@ impl Loaded {
         self.clock += 1_000_000;
         let rt = runtime_config(&self.cfg, self.dp.generation(), self.dp.slot());
         let ifindex = self.ifindex_of(on);
-        process(&mut self.host, &rt, &mut self.work, frame, ifindex, 0, self.clock)
+        process(
+            &mut self.host,
+            &rt,
+            &mut self.work,
+            frame,
+            ifindex,
+            0,
+            self.clock,
+        )
     }
 
     /// Run `frame` through both.
@@ -102,7 +135,10 @@ impl Loaded {
         let fd = self.dp.program_fd()?;
         let ifindex = self.ifindex_of(on);
         let run = test_run(fd, frame, ifindex, 0, 1).with_context(|| {
-            format!("BPF_PROG_TEST_RUN of a {}-byte frame on ifindex {ifindex}", frame.len())
+            format!(
+                "BPF_PROG_TEST_RUN of a {}-byte frame on ifindex {ifindex}",
+                frame.len()
+            )
         })?;
         let after = self.dp.counters()?.reasons;
         let moved: Vec<Reason> = Reason::ALL
@@ -215,6 +251,7 @@ impl Rig {
                 ifindex: idx,
                 work: Work::default(),
                 clock: 1_000_000_000,
+                xsks: Vec::new(),
             };
             f(&mut l)
         })?

@@ -22,7 +22,12 @@ pub(crate) fn net(s: &str) -> IpNet {
     s.parse().unwrap()
 }
 
-pub(crate) fn rule(dir: Direction, proto: Protocol, ports: Option<PortRange>, remote: Remote) -> Rule {
+pub(crate) fn rule(
+    dir: Direction,
+    proto: Protocol,
+    ports: Option<PortRange>,
+    remote: Remote,
+) -> Rule {
     Rule {
         direction: dir,
         ethertype: Ethertype::IPv4,
@@ -46,7 +51,12 @@ pub(crate) fn sample() -> Config {
         description: String::new(),
         rules: vec![
             rule(Ingress, Protocol::Tcp, tcp(80, 80), Remote::Any),
-            rule(Ingress, Protocol::Tcp, tcp(22, 22), Remote::Prefix(net("10.0.0.0/8"))),
+            rule(
+                Ingress,
+                Protocol::Tcp,
+                tcp(22, 22),
+                Remote::Prefix(net("10.0.0.0/8")),
+            ),
             rule(Ingress, Protocol::Udp, tcp(1000, 2000), Remote::Group(1)),
             rule(
                 Ingress,
@@ -163,7 +173,8 @@ fn prefix_blocks_cover_exactly() {
         seed ^= seed << 5;
         seed
     };
-    let mut cases: Vec<(u32, u32)> = vec![(0, 0xffff), (0, 0), (0xffff, 0xffff), (1, 0xfffe), (80, 80)];
+    let mut cases: Vec<(u32, u32)> =
+        vec![(0, 0xffff), (0, 0), (0xffff, 0xffff), (1, 0xfffe), (80, 80)];
     for _ in 0..300 {
         let a = next() & 0xffff;
         let b = next() & 0xffff;
@@ -186,7 +197,10 @@ fn prefix_blocks_cover_exactly() {
 #[test]
 fn overlapping_ranges_belong_to_the_first_rule() {
     let got = owned_intervals(&[(10, 20, 5), (15, 30, 2), (25, 26, 1)]);
-    assert_eq!(got, vec![(10, 14, 5), (15, 24, 2), (25, 26, 1), (27, 30, 2)]);
+    assert_eq!(
+        got,
+        vec![(10, 14, 5), (15, 24, 2), (25, 26, 1), (27, 30, 2)]
+    );
 }
 
 #[test]
@@ -198,43 +212,102 @@ fn sample_policy_decisions() {
     let wan = Origin::Wan;
     let lan = Origin::Lan;
     // Any remote on tcp/80, rule 0.
-    assert_eq!(decide(&h, wan, flow("1.2.3.4", "192.168.1.10", IPPROTO_TCP, 80)), (Reason::PassNew, 1));
+    assert_eq!(
+        decide(&h, wan, flow("1.2.3.4", "192.168.1.10", IPPROTO_TCP, 80)),
+        (Reason::PassNew, 1)
+    );
     assert_eq!(
         decide(&h, wan, flow("1.2.3.4", "192.168.1.10", IPPROTO_TCP, 22)).0,
         Reason::DropPolicyIngress
     );
-    assert_eq!(decide(&h, wan, flow("10.9.8.7", "192.168.1.10", IPPROTO_TCP, 22)), (Reason::PassNew, 2));
-    // remote_group db: the db port may reach web on udp 1000-2000 only.
-    assert_eq!(decide(&h, lan, flow("192.168.2.10", "192.168.1.10", IPPROTO_UDP, 1500)), (Reason::PassNew, 3));
     assert_eq!(
-        decide(&h, lan, flow("192.168.2.10", "192.168.1.10", IPPROTO_UDP, 999)).0,
+        decide(&h, wan, flow("10.9.8.7", "192.168.1.10", IPPROTO_TCP, 22)),
+        (Reason::PassNew, 2)
+    );
+    // remote_group db: the db port may reach web on udp 1000-2000 only.
+    assert_eq!(
+        decide(
+            &h,
+            lan,
+            flow("192.168.2.10", "192.168.1.10", IPPROTO_UDP, 1500)
+        ),
+        (Reason::PassNew, 3)
+    );
+    assert_eq!(
+        decide(
+            &h,
+            lan,
+            flow("192.168.2.10", "192.168.1.10", IPPROTO_UDP, 999)
+        )
+        .0,
         Reason::DropPolicyIngress
     );
     // ...and p-both is in db as well.
-    assert_eq!(decide(&h, lan, flow("192.168.1.20", "192.168.1.10", IPPROTO_UDP, 2000)), (Reason::PassNew, 3));
+    assert_eq!(
+        decide(
+            &h,
+            lan,
+            flow("192.168.1.20", "192.168.1.10", IPPROTO_UDP, 2000)
+        ),
+        (Reason::PassNew, 3)
+    );
     // remote_group web -> db:5432; a stranger may not.
-    assert_eq!(decide(&h, lan, flow("192.168.1.10", "192.168.2.10", IPPROTO_TCP, 5432)).0, Reason::PassNew);
+    assert_eq!(
+        decide(
+            &h,
+            lan,
+            flow("192.168.1.10", "192.168.2.10", IPPROTO_TCP, 5432)
+        )
+        .0,
+        Reason::PassNew
+    );
     assert_eq!(
         decide(&h, wan, flow("1.2.3.4", "192.168.2.10", IPPROTO_TCP, 5432)).0,
         Reason::DropPolicyIngress
     );
     // ICMP type 8 any code is allowed in, type 0 is not.
-    assert_eq!(decide(&h, wan, flow("1.2.3.4", "192.168.1.10", IPPROTO_ICMP, 8 << 8 | 3)).0, Reason::PassNew);
+    assert_eq!(
+        decide(
+            &h,
+            wan,
+            flow("1.2.3.4", "192.168.1.10", IPPROTO_ICMP, 8 << 8 | 3)
+        )
+        .0,
+        Reason::PassNew
+    );
     assert_eq!(
         decide(&h, wan, flow("1.2.3.4", "192.168.1.10", IPPROTO_ICMP, 0)).0,
         Reason::DropPolicyIngress
     );
     // VPN classification: web subnet to a DC subnet.
-    let d = decide_new(&h, 0, lan, &flow("192.168.1.10", "192.168.4.7", IPPROTO_TCP, 443));
+    let d = decide_new(
+        &h,
+        0,
+        lan,
+        &flow("192.168.1.10", "192.168.4.7", IPPROTO_TCP, 443),
+    );
     assert_eq!((d.reason, d.conn), (Reason::VpnRedirect, 1));
     // The db subnet is not a local subnet of dc1: refused, not leaked in clear.
-    let d = decide_new(&h, 0, lan, &flow("192.168.2.10", "192.168.3.1", IPPROTO_TCP, 443));
+    let d = decide_new(
+        &h,
+        0,
+        lan,
+        &flow("192.168.2.10", "192.168.3.1", IPPROTO_TCP, 443),
+    );
     assert_eq!(d.reason, Reason::DropVpnNotLocal);
     // Tunnel origin: decrypted traffic must match the connection's selectors.
     let t = Origin::Tunnel { conn: 0 };
-    assert_eq!(decide(&h, t, flow("192.168.3.5", "192.168.1.10", IPPROTO_TCP, 80)).0, Reason::PassNew);
     assert_eq!(
-        decide(&h, t, flow("192.168.3.5", "192.168.2.10", IPPROTO_TCP, 5432)).0,
+        decide(&h, t, flow("192.168.3.5", "192.168.1.10", IPPROTO_TCP, 80)).0,
+        Reason::PassNew
+    );
+    assert_eq!(
+        decide(
+            &h,
+            t,
+            flow("192.168.3.5", "192.168.2.10", IPPROTO_TCP, 5432)
+        )
+        .0,
         Reason::DropVpnNotLocal
     );
 }
@@ -242,7 +315,11 @@ fn sample_policy_decisions() {
 /// The reference: the first rule, in file order, of the port's groups that
 /// matches. Written as plainly as possible, to check the compiler against.
 fn reference(cfg: &Config, c: &Compiled, port: usize, dir: Direction, f: &Flow) -> u32 {
-    let remote = IpAddr::from(if dir == Direction::Ingress { f.src } else { f.dst });
+    let remote = IpAddr::from(if dir == Direction::Ingress {
+        f.src
+    } else {
+        f.dst
+    });
     for (id, r) in c.rules.iter().enumerate() {
         if !cfg.ports[port].groups.contains(&r.group) {
             continue;
@@ -250,7 +327,11 @@ fn reference(cfg: &Config, c: &Compiled, port: usize, dir: Direction, f: &Flow) 
         let rule = &cfg.groups[r.group].rules[r.index];
         let eth_ok = (rule.ethertype == Ethertype::IPv4) == (f.family == FAMILY_V4);
         let proto_ok = rule.protocol == Protocol::Any || proto_key(rule.protocol) == f.proto;
-        let (lo, hi) = if rule.protocol == Protocol::Any { (0, 0xffff) } else { port_span(rule) };
+        let (lo, hi) = if rule.protocol == Protocol::Any {
+            (0, 0xffff)
+        } else {
+            port_span(rule)
+        };
         let port_ok = (lo..=hi).contains(&(f.port as u32));
         let remote_ok = match &rule.remote {
             Remote::Any => true,
@@ -277,16 +358,32 @@ fn compiled_lookups_agree_with_the_reference_on_random_policies() {
         seed
     };
     let prefixes = [
-        "0.0.0.0/0", "10.0.0.0/8", "10.1.0.0/16", "10.1.2.0/24", "10.1.2.3/32", "172.16.0.0/12",
-        "192.168.2.0/24", "192.168.2.10/32",
+        "0.0.0.0/0",
+        "10.0.0.0/8",
+        "10.1.0.0/16",
+        "10.1.2.0/24",
+        "10.1.2.3/32",
+        "172.16.0.0/12",
+        "192.168.2.0/24",
+        "192.168.2.10/32",
     ];
-    let protos = [Protocol::Any, Protocol::Tcp, Protocol::Udp, Protocol::Icmp, Protocol::Number(47)];
+    let protos = [
+        Protocol::Any,
+        Protocol::Tcp,
+        Protocol::Udp,
+        Protocol::Icmp,
+        Protocol::Number(47),
+    ];
     for round in 0..40 {
         let mut cfg = sample();
         for g in &mut cfg.groups {
             g.rules.clear();
             for _ in 0..(next() % 12) {
-                let dir = if next() % 2 == 0 { Direction::Ingress } else { Direction::Egress };
+                let dir = if next() % 2 == 0 {
+                    Direction::Ingress
+                } else {
+                    Direction::Egress
+                };
                 let protocol = protos[(next() as usize) % protos.len()];
                 let ports = match protocol {
                     Protocol::Tcp | Protocol::Udp if next() % 3 != 0 => {
@@ -296,7 +393,11 @@ fn compiled_lookups_agree_with_the_reference_on_random_policies() {
                     }
                     Protocol::Icmp if next() % 2 == 0 => Some(PortRange::Icmp {
                         ty: (next() % 12) as u8,
-                        code: if next() % 2 == 0 { Some((next() % 4) as u8) } else { None },
+                        code: if next() % 2 == 0 {
+                            Some((next() % 4) as u8)
+                        } else {
+                            None
+                        },
                     }),
                     _ => None,
                 };
@@ -305,7 +406,11 @@ fn compiled_lookups_agree_with_the_reference_on_random_policies() {
                     1 => Remote::Group((next() % 2) as usize),
                     _ => {
                         let n = net(prefixes[(next() as usize) % prefixes.len()]);
-                        if n.prefix_len() == 0 { Remote::Any } else { Remote::Prefix(n) }
+                        if n.prefix_len() == 0 {
+                            Remote::Any
+                        } else {
+                            Remote::Prefix(n)
+                        }
                     }
                 };
                 g.rules.push(rule(dir, protocol, ports, remote));
@@ -314,8 +419,15 @@ fn compiled_lookups_agree_with_the_reference_on_random_policies() {
         let c = compile(&cfg).unwrap();
         let h = HostPolicy::new(&c);
         let remotes = [
-            "10.1.2.3", "10.1.2.4", "10.1.9.9", "10.200.0.1", "172.20.1.1", "8.8.8.8", "192.168.2.10",
-            "192.168.1.20", "192.168.2.99",
+            "10.1.2.3",
+            "10.1.2.4",
+            "10.1.9.9",
+            "10.200.0.1",
+            "172.20.1.1",
+            "8.8.8.8",
+            "192.168.2.10",
+            "192.168.1.20",
+            "192.168.2.99",
         ];
         for _ in 0..400 {
             let port = (next() as usize) % cfg.ports.len();
@@ -323,7 +435,7 @@ fn compiled_lookups_agree_with_the_reference_on_random_policies() {
             let remote = remotes[(next() as usize) % remotes.len()];
             let proto = [IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMP, 47][(next() as usize) % 4];
             let pport = if proto == IPPROTO_ICMP {
-                ((next() % 12) << 8 | next() % 4) as u16
+                (((next() % 12) << 8) | (next() % 4)) as u16
             } else {
                 (next() % 3700) as u16
             };
@@ -333,7 +445,13 @@ fn compiled_lookups_agree_with_the_reference_on_random_policies() {
                 } else {
                     flow(&local, remote, proto, pport)
                 };
-                let set = c.ports.iter().find(|(a, _)| *a == Addr::from(ip(&local))).unwrap().1.set;
+                let set = c
+                    .ports
+                    .iter()
+                    .find(|(a, _)| *a == Addr::from(ip(&local)))
+                    .unwrap()
+                    .1
+                    .set;
                 let q = vpcgw_common::abi::HdrKey {
                     set,
                     class: 0,
@@ -346,7 +464,11 @@ fn compiled_lookups_agree_with_the_reference_on_random_policies() {
                     family: f.family,
                     proto: f.proto,
                 };
-                let remote_addr = if dir == Direction::Ingress { f.src } else { f.dst };
+                let remote_addr = if dir == Direction::Ingress {
+                    f.src
+                } else {
+                    f.dst
+                };
                 let got = vpcgw_common::policy::match_rules(&h, &q, f.port, &remote_addr);
                 let want = reference(&cfg, &c, port, dir, &f);
                 assert_eq!(got, want, "round {round}: {dir:?} {f:?} port {port}");

@@ -249,7 +249,7 @@ pub struct CtKey {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CtVal {
-    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) of the last refresh; refreshed
+    /// `bpf_ktime_get_coarse_ns()` (CLOCK_MONOTONIC_COARSE) of the last refresh; refreshed
     /// at most every [`crate::conntrack::REFRESH_NS`] to spare cache lines.
     pub last_seen: u64,
     /// Policy generation that admitted (or last re-admitted) the flow.

@@ -5,6 +5,7 @@
 #![no_std]
 // Everything here reads untrusted packets: no indexing that could panic.
 #![cfg_attr(not(test), deny(clippy::indexing_slicing))]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod abi;
 pub mod addr;

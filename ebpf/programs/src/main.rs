@@ -8,14 +8,14 @@
 
 #[cfg(target_arch = "bpf")]
 mod prog {
-    use aya_log_ebpf::debug;
     use aya_ebpf::{
         bindings::{xdp_action, xdp_md},
-        helpers::{bpf_ktime_get_ns, bpf_xdp_adjust_meta, bpf_xdp_load_bytes},
+        helpers::{bpf_ktime_get_coarse_ns, bpf_xdp_adjust_meta, bpf_xdp_load_bytes},
         macros::{map, xdp},
         maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, XskMap, lpm_trie::Key},
         programs::XdpContext,
     };
+    use aya_log_ebpf::debug;
     use vpcgw_common::{
         Addr,
         abi::*,
@@ -76,14 +76,60 @@ mod prog {
     /// LPM tries must be created without preallocation.
     const BPF_F_NO_PREALLOC: u32 = 1;
 
+    /// Bytes of the frame copied in one helper call; headers beyond them are
+    /// read one by one. Enough for Ethernet, two VLAN tags, IPv6 with a few
+    /// extension headers and TCP.
+    const HEAD: usize = 128;
+
+    /// The largest read `Packet::load` serves (an IPv6 header).
+    const MAX_READ: usize = 64;
+
+    /// The first `HEAD` bytes of the frame (per CPU), plus slack so that any
+    /// offset below HEAD plus any read stays inside (see `Frame::load`).
+    #[map]
+    static HEAD_BUF: PerCpuArray<[u8; HEAD + MAX_READ]> = PerCpuArray::with_max_entries(1, 0);
+
     /// The frame, read through `bpf_xdp_load_bytes`: the kernel checks each
     /// read at run time, so offsets are plain numbers to the verifier. Direct
     /// packet pointers at header-chain-dependent offsets made the verifier
     /// walk every chain separately (past its 1M-instruction budget) and broke
     /// whenever LLVM rewrote a bounds check into a form it cannot follow.
+    ///
+    /// One call copies the frame's head into `HEAD_BUF`, and header reads are
+    /// served from there: a helper call per header was half the cost of an
+    /// established packet.
     struct Frame {
         ctx: *mut xdp_md,
         len: usize,
+        /// Bytes of the frame in `HEAD_BUF` (0: none).
+        head_len: usize,
+    }
+
+    impl Frame {
+        #[inline(always)]
+        fn new(ctx: &XdpContext) -> Frame {
+            let len = ctx.data_end() - ctx.data();
+            let mut f = Frame {
+                ctx: ctx.ctx,
+                len,
+                head_len: 0,
+            };
+            let Some(head) = HEAD_BUF.get_ptr_mut(0) else {
+                return f;
+            };
+            let n = if len < HEAD { len } else { HEAD };
+            if n == 0 {
+                return f;
+            }
+            // SAFETY: `head` is this CPU's slot (HEAD + MAX_READ bytes) and
+            // 1 <= n <= HEAD.
+            let rc =
+                unsafe { bpf_xdp_load_bytes(ctx.ctx, 0, head as *mut core::ffi::c_void, n as u32) };
+            if rc == 0 {
+                f.head_len = n;
+            }
+            f
+        }
     }
 
     impl Packet for Frame {
@@ -94,6 +140,23 @@ mod prog {
 
         #[inline(always)]
         fn load<const N: usize>(&self, off: usize, buf: &mut [u8; N]) -> bool {
+            // The slot is looked up here rather than kept in Frame: a map
+            // pointer read back from the caller's frame reaches the verifier
+            // as a plain number. The lookup of a per-CPU array is inlined.
+            let head = HEAD_BUF.get_ptr(0);
+            if let (true, Some(head)) = (N <= MAX_READ && off + N <= self.head_len, head) {
+                // The mask does not change `off` (< head_len <= HEAD, a power
+                // of two); it is there for the verifier, which needs a bound
+                // on the register used for the access. Without black_box,
+                // LLVM sees the mask is redundant and removes it.
+                let at = core::hint::black_box(off) & (HEAD - 1);
+                // SAFETY: at + N <= HEAD - 1 + MAX_READ, inside the per-CPU
+                // slot; the bytes are the frame's (off + N <= head_len).
+                unsafe {
+                    core::ptr::copy_nonoverlapping((head as *const u8).add(at), buf.as_mut_ptr(), N)
+                };
+                return true;
+            }
             // SAFETY: the helper writes at most N bytes into `buf`.
             let rc = unsafe {
                 bpf_xdp_load_bytes(
@@ -118,8 +181,8 @@ mod prog {
         let o = addr.octets();
         // Written out: a zeroed array filled in a loop becomes a memset call.
         let d = [
-            slot, o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7], o[8], o[9], o[10], o[11],
-            o[12], o[13], o[14], o[15],
+            slot, o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7], o[8], o[9], o[10], o[11], o[12],
+            o[13], o[14], o[15],
         ];
         Key::new(LPM_SLOT_BITS + 128, d)
     }
@@ -267,14 +330,13 @@ mod prog {
 
     #[xdp]
     pub fn vpcgw_xdp(ctx: XdpContext) -> u32 {
-        let frame = Frame {
-            ctx: ctx.ctx,
-            len: ctx.data_end() - ctx.data(),
-        };
+        let frame = Frame::new(&ctx);
         let len = frame.len() as u64;
         let mut maps = Maps;
+        // Conntrack counts seconds: the coarse clock (a variable read, not a
+        // clocksource read, which is slow in a VM) is precise enough.
         // SAFETY: helper with no preconditions.
-        let now = unsafe { bpf_ktime_get_ns() };
+        let now = unsafe { bpf_ktime_get_coarse_ns() };
         let (Some(cfg), Some(work)) = (CONFIG.get(0), WORK.get_ptr_mut(0)) else {
             maps.count(Reason::DropNotReady, len);
             return xdp_action::XDP_DROP;
