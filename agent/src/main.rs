@@ -174,7 +174,11 @@ fn load_or_report(path: &Path) -> anyhow::Result<config::Checked> {
             for p in &problems {
                 eprintln!("{p}");
             }
-            bail!("{} is not valid ({} problem(s)); see `vpcgw check`", path.display(), problems.len())
+            bail!(
+                "{} is not valid ({} problem(s)); see `vpcgw check`",
+                path.display(),
+                problems.len()
+            )
         }
         Err(e) => Err(e.into()),
     }

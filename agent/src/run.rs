@@ -240,7 +240,10 @@ fn bind_control(path: &Path) -> anyhow::Result<UnixListener> {
     // belongs to a live agent, which must not be hijacked.
     if path.exists() {
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            bail!("{} answers: another vpcgw is running with it", path.display());
+            bail!(
+                "{} answers: another vpcgw is running with it",
+                path.display()
+            );
         }
         std::fs::remove_file(path)
             .with_context(|| format!("removing stale socket {}", path.display()))?;

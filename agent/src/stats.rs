@@ -145,7 +145,11 @@ impl Snapshot {
         let reasons = Reason::ALL
             .iter()
             .map(|r| {
-                let v = counters.reasons.get(*r as usize).copied().unwrap_or_default();
+                let v = counters
+                    .reasons
+                    .get(*r as usize)
+                    .copied()
+                    .unwrap_or_default();
                 ReasonStat {
                     name: r.name().to_string(),
                     drop: r.is_drop(),
@@ -158,7 +162,11 @@ impl Snapshot {
             .filter_map(|id| {
                 let (group, rule) = rule_key(cfg, c, id)?;
                 let now = counters.rule_hits.get(id).copied().unwrap_or(0);
-                let before = totals.rules.get(&(group.clone(), rule.clone())).copied().unwrap_or(0);
+                let before = totals
+                    .rules
+                    .get(&(group.clone(), rule.clone()))
+                    .copied()
+                    .unwrap_or(0);
                 Some(RuleStat {
                     index: c.rules.get(id).map_or(0, |r| r.index),
                     group,
@@ -230,15 +238,27 @@ impl Snapshot {
             self.gateway, self.generation, self.uptime_secs
         );
         for i in &self.interfaces {
-            let _ = writeln!(s, "  interface {} (ifindex {}, {} XDP)", i.name, i.ifindex, i.mode);
+            let _ = writeln!(
+                s,
+                "  interface {} (ifindex {}, {} XDP)",
+                i.name, i.ifindex, i.mode
+            );
         }
         let _ = writeln!(s, "packets by verdict:");
         for r in self.reasons.iter().filter(|r| r.packets > 0) {
-            let _ = writeln!(s, "  {:<32} {:>12} pkts {:>14} bytes", r.name, r.packets, r.bytes);
+            let _ = writeln!(
+                s,
+                "  {:<32} {:>12} pkts {:>14} bytes",
+                r.name, r.packets, r.bytes
+            );
         }
         let _ = writeln!(s, "flows admitted by rule:");
         for r in &self.rules {
-            let _ = writeln!(s, "  {:>10}  {} rule {}: {}", r.flows, r.group, r.index, r.rule);
+            let _ = writeln!(
+                s,
+                "  {:>10}  {} rule {}: {}",
+                r.flows, r.group, r.index, r.rule
+            );
         }
         let _ = writeln!(s, "connections:");
         for c in &self.connections {

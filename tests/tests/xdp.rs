@@ -7,8 +7,8 @@ use std::net::IpAddr;
 use vpcgw::frame::{Ext, FragSpec, FrameSpec, L4, TCP_ACK, TCP_SYN, TPID_8021AD, TPID_8021Q};
 use vpcgw_common::pipeline::Action;
 use vpcgw_common::stats::Reason;
-use vpcgw_tests::xdp::{If, Loaded, Rig, XDP_DROP, XDP_PASS};
 use vpcgw_tests::is_root;
+use vpcgw_tests::xdp::{If, Loaded, Rig, XDP_DROP, XDP_PASS};
 
 const CONFIG: &str = r#"
 [gateway]
@@ -232,8 +232,14 @@ fn every_truncation_of_every_header_is_dropped() {
         let inet = ip("203.0.113.5");
         // Each frame as a whole is allowed; every prefix of it is dropped.
         let frames = [
-            (If::Wan, FrameSpec::tcp(inet, ip("192.168.1.10"), 40000, 80, TCP_SYN).build()),
-            (If::Lan1, FrameSpec::udp(ip("192.168.2.10"), ip("192.168.1.10"), 40000, 1500).build()),
+            (
+                If::Wan,
+                FrameSpec::tcp(inet, ip("192.168.1.10"), 40000, 80, TCP_SYN).build(),
+            ),
+            (
+                If::Lan1,
+                FrameSpec::udp(ip("192.168.2.10"), ip("192.168.1.10"), 40000, 1500).build(),
+            ),
             (
                 If::Wan,
                 FrameSpec::tcp(ip("2001:db8::5"), ip("fd00:1::10"), 40200, 443, TCP_SYN)
