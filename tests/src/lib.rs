@@ -2,6 +2,7 @@
 //! ([`netns`]), the standard test bed ([`bed`]), and where to find the agent
 //! binary. Privileged tests need root; `cargo xtask test` runs them.
 
+pub mod agent;
 pub mod bed;
 pub mod netns;
 

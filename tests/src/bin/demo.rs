@@ -15,12 +15,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
+use vpcgw_tests::agent::{Agent, READY_LIMIT, Readiness, last_lines, vpcgw};
 use vpcgw_tests::bed::{self, Bed, sock};
-use vpcgw_tests::{Connect, Netns, Spawned, netns, repo_root, require_root, vpcgw_bin, wait_for};
+use vpcgw_tests::{Connect, netns, repo_root, require_root, vpcgw_bin};
 
 const DEFAULT_CONFIG: &str = "examples/site-to-site.toml";
-/// How long the agent may take to attach.
-const READY_LIMIT: Duration = Duration::from_secs(30);
 /// A denied TCP connection is one that gets no answer within this.
 const CONNECT_LIMIT: Duration = Duration::from_secs(1);
 
@@ -161,12 +160,6 @@ fn indent(text: &str) -> String {
     out
 }
 
-fn last_lines(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    let skip = lines.len().saturating_sub(n);
-    lines.into_iter().skip(skip).collect::<Vec<_>>().join("\n")
-}
-
 fn describe_connect(c: &Connect) -> String {
     match c {
         Connect::Connected(line) => format!("connected, server answered {line:?}"),
@@ -174,20 +167,6 @@ fn describe_connect(c: &Connect) -> String {
         Connect::TimedOut => format!("no answer within {CONNECT_LIMIT:?} (dropped)"),
         Connect::Other(e) => e.clone(),
     }
-}
-
-/// Runs a vpcgw subcommand in `ns`; its output, or a note when it fails.
-fn vpcgw(ns: &Netns, bin: &Path, args: &[&str]) -> Result<(bool, String)> {
-    let bin_s = bin.to_string_lossy();
-    let mut all = vec![bin_s.as_ref()];
-    all.extend_from_slice(args);
-    let out = ns.run(&all, Duration::from_secs(20))?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok((out.status.success(), text))
 }
 
 fn run(opts: &Opts) -> Result<Tally> {
@@ -292,12 +271,9 @@ fn demo_on_bed(
     heading(&format!(
         "Starting the agent in gw: vpcgw run --config {config_shown}"
     ));
-    let agent = bed.gw.spawn_env(
-        &[&bin.to_string_lossy(), "run", "--config", cfg],
-        &[("NO_COLOR", "1")],
-    )?;
-    agent.set_echo(opts.verbose);
-    let Some(how) = wait_ready(bed, &agent, bin, cfg)? else {
+    let agent = Agent::start(&bed.gw, bin, Path::new(cfg))?;
+    agent.process().set_echo(opts.verbose);
+    let Some(how) = wait_ready(&agent)? else {
         tally.check(
             false,
             "agent start",
@@ -307,7 +283,7 @@ fn demo_on_bed(
         );
         println!(
             "  agent log (last lines):\n{}",
-            indent(&last_lines(&strip_ansi(&agent.output()), 30))
+            indent(&last_lines(&agent.log(), 30))
         );
         stop_agent(&agent, tally)?;
         return Ok(());
@@ -319,7 +295,7 @@ fn demo_on_bed(
     if r.is_err() || tally.failed > 0 {
         println!(
             "  agent log (last lines):\n{}",
-            indent(&last_lines(&strip_ansi(&agent.output()), 30))
+            indent(&last_lines(&agent.log(), 30))
         );
     }
     r?;
@@ -369,83 +345,29 @@ fn demo_on_bed(
     Ok(())
 }
 
-/// Removes terminal color sequences (ESC [ ... letter).
-fn strip_ansi(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        if c == '\x1b' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// Waits until the agent is ready: it logs "vpcgw running", or it logged
-/// "attached" for every gateway interface, or `vpcgw stats` answers.
-fn wait_ready(bed: &Bed, agent: &Spawned, bin: &Path, cfg: &str) -> Result<Option<String>> {
+/// Waits until the agent is ready (see [`Agent::wait_ready`]); says why
+/// not when it is not.
+fn wait_ready(agent: &Agent) -> Result<Option<String>> {
     let start = Instant::now();
-    let mut round = 0u32;
-    let mut exited = None;
-    let ready = wait_for(READY_LIMIT, Duration::from_millis(200), || {
-        round += 1;
-        if INTERRUPTED.load(Ordering::Relaxed) {
-            return Some(None);
-        }
-        let log = strip_ansi(&agent.output());
-        if let Some(line) = log.lines().find(|l| l.contains("vpcgw running")) {
-            return Some(Some(format!("log: {}", line.trim())));
-        }
-        let attached: Vec<&str> = log.lines().filter(|l| l.contains("attached")).collect();
-        let all = [bed::GW_WAN, bed::GW_LAN0, bed::GW_LAN1]
-            .iter()
-            .all(|i| attached.iter().any(|l| l.contains(i)));
-        if all {
-            return Some(Some(format!(
-                "log: {}",
-                attached.last().map(|l| l.trim()).unwrap_or_default()
-            )));
-        }
-        if let Ok(Some(st)) = agent.try_wait() {
-            exited = Some(st);
-            return Some(None);
-        }
-        // The control socket, once a second.
-        if round.is_multiple_of(5)
-            && matches!(
-                vpcgw(&bed.gw, bin, &["stats", "--config", cfg]),
-                Ok((true, _))
-            )
-        {
-            return Some(Some("vpcgw stats answers".to_string()));
-        }
-        None
-    })
-    .flatten();
+    let ready = agent.wait_ready(READY_LIMIT, || INTERRUPTED.load(Ordering::Relaxed));
     interrupted()?;
-    if let Some(st) = exited {
-        println!(
+    match ready {
+        Readiness::Ready(how) => return Ok(Some(how)),
+        Readiness::Exited(st) => println!(
             "  {} the agent exited ({st}) before it was ready",
             red("FAIL:")
-        );
-    } else if ready.is_none() {
-        println!(
+        ),
+        Readiness::TimedOut | Readiness::Cancelled => println!(
             "  {} not ready after {:.0?} (its log shows no \"attached\" for every interface, \
              and vpcgw stats does not answer)",
             red("FAIL:"),
             start.elapsed()
-        );
+        ),
     }
-    Ok(ready)
+    Ok(None)
 }
 
-fn stop_agent(agent: &Spawned, tally: &mut Tally) -> Result<()> {
+fn stop_agent(agent: &Agent, tally: &mut Tally) -> Result<()> {
     let (status, own) = agent.stop(libc::SIGINT, Duration::from_secs(10))?;
     let pass = own && status.success();
     let seen = if own {
