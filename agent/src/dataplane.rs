@@ -161,9 +161,11 @@ impl Dataplane {
     }
 
     /// The aya-log ring buffer, for the caller to drain (None when the
-    /// program logs nothing or it was taken already).
-    pub fn take_logger(&mut self) -> Option<aya_log::EbpfLogger<&'static dyn log::Log>> {
-        aya_log::EbpfLogger::init(&mut self.ebpf).ok()
+    /// program logs nothing or it was taken already). Records reach the
+    /// `log` crate (and so tracing) under target `vpcgw::xdp`, with the
+    /// reason number the program logs turned back into its name.
+    pub fn take_logger(&mut self) -> Option<aya_log::EbpfLogger<XdpLog>> {
+        aya_log::EbpfLogger::init_with_logger(&mut self.ebpf, XdpLog).ok()
     }
 
     /// The loaded program's file descriptor (for BPF_PROG_TEST_RUN).
@@ -174,6 +176,18 @@ impl Dataplane {
             .ok_or(DataplaneError::MissingProgram(abi::XDP_PROGRAM))?
             .try_into()?;
         Ok(prog.fd()?.as_fd())
+    }
+
+    /// Instructions the verifier processed to accept the program (kernel
+    /// 5.16+). A budget worth watching: the limit is 1M, and the program
+    /// is shaped to stay far below it (docs/architecture.md).
+    pub fn verified_instructions(&self) -> Result<Option<u32>> {
+        let prog: &Xdp = self
+            .ebpf
+            .program(abi::XDP_PROGRAM)
+            .ok_or(DataplaneError::MissingProgram(abi::XDP_PROGRAM))?
+            .try_into()?;
+        Ok(prog.info()?.verified_instruction_count())
     }
 
     pub fn attached(&self) -> &[Attached] {
@@ -632,6 +646,40 @@ impl Drop for Dataplane {
         // Links are bpf_links: closing them detaches anyway; this makes the
         // order explicit and reports nothing (there is no one to report to).
         let _ = self.detach_all();
+    }
+}
+
+/// Forwards the program's log records to the process's logger. The program
+/// logs a verdict as `reason N` (a name would cost the verifier a string per
+/// path); this puts the name back.
+pub struct XdpLog;
+
+impl log::Log for XdpLog {
+    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
+        log::logger().enabled(m)
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        let text = record.args().to_string();
+        let named = text
+            .strip_prefix("reason ")
+            .and_then(|rest| rest.split_once(' '))
+            .and_then(|(n, rest)| {
+                let r = Reason::ALL.get(n.parse::<usize>().ok()?)?;
+                Some(format!("{} {rest}", r.name()))
+            })
+            .unwrap_or(text);
+        log::logger().log(
+            &log::Record::builder()
+                .args(format_args!("{named}"))
+                .level(record.level())
+                .target("vpcgw::xdp")
+                .build(),
+        );
+    }
+
+    fn flush(&self) {
+        log::logger().flush();
     }
 }
 

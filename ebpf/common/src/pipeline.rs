@@ -60,6 +60,9 @@ pub struct Work {
     pub then: Then,
     /// The packet's source is `key.a`.
     pub src_is_a: bool,
+    /// The outcome's reason, for the program's debug log (read back from
+    /// here, it is one value to the verifier rather than one per path).
+    pub reason: u32,
 }
 
 impl Default for Work {
@@ -76,6 +79,7 @@ impl Default for Work {
             ask: Origin::default(),
             then: Then::default(),
             src_is_a: false,
+            reason: 0,
         }
     }
 }
@@ -177,13 +181,42 @@ pub fn process<M: DataplaneMaps, P: Packet + ?Sized>(
     rx_queue: u32,
     now: u64,
 ) -> Outcome {
+    let parsed = parse_frame(pkt, w);
+    process_parsed(m, cfg, w, parsed, pkt, ifindex, rx_queue, now)
+}
+
+/// The first step of [`process`]: the frame's headers into `w.p`.
+///
+/// Separate so the XDP program can parse from its one-call copy of the
+/// frame's head and, only when that view runs short, from the frame itself:
+/// choosing per frame rather than per read keeps the verifier's paths from
+/// doubling at every header read.
+#[inline(always)]
+pub fn parse_frame<P: Packet + ?Sized>(pkt: &P, w: &mut Work) -> Result<(), ParseError> {
+    parse_into(pkt, &mut w.p, &mut w.buf)
+}
+
+/// The rest of [`process`], given what [`parse_frame`] returned. `pkt` is the
+/// whole frame (an ICMP error's quote is read from it).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub fn process_parsed<M: DataplaneMaps, P: Packet + ?Sized>(
+    m: &mut M,
+    cfg: &Config,
+    w: &mut Work,
+    parsed: Result<(), ParseError>,
+    pkt: &P,
+    ifindex: u32,
+    rx_queue: u32,
+    now: u64,
+) -> Outcome {
     if cfg.generation == 0 {
         return Outcome::drop(Reason::DropNotReady);
     }
     let Some(&iface) = m.iface(ifindex) else {
         return Outcome::drop(Reason::DropUnknownIface);
     };
-    match parse_into(pkt, &mut w.p, &mut w.buf) {
+    match parsed {
         Ok(()) => {}
         Err(ParseError::Arp) => return Outcome::pass(Reason::PassArp),
         Err(e) => return Outcome::drop(Reason::from(e)),

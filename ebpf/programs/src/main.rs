@@ -20,7 +20,7 @@ mod prog {
         Addr,
         abi::*,
         maps::{DataplaneMaps, PolicyMaps},
-        pipeline::{Action, Work, process},
+        pipeline::{Action, Work, parse_frame, process_parsed},
         stats::{REASON_COUNT, Reason},
         wire::Packet,
     };
@@ -94,42 +94,9 @@ mod prog {
     /// packet pointers at header-chain-dependent offsets made the verifier
     /// walk every chain separately (past its 1M-instruction budget) and broke
     /// whenever LLVM rewrote a bounds check into a form it cannot follow.
-    ///
-    /// One call copies the frame's head into `HEAD_BUF`, and header reads are
-    /// served from there: a helper call per header was half the cost of an
-    /// established packet.
     struct Frame {
         ctx: *mut xdp_md,
         len: usize,
-        /// Bytes of the frame in `HEAD_BUF` (0: none).
-        head_len: usize,
-    }
-
-    impl Frame {
-        #[inline(always)]
-        fn new(ctx: &XdpContext) -> Frame {
-            let len = ctx.data_end() - ctx.data();
-            let mut f = Frame {
-                ctx: ctx.ctx,
-                len,
-                head_len: 0,
-            };
-            let Some(head) = HEAD_BUF.get_ptr_mut(0) else {
-                return f;
-            };
-            let n = if len < HEAD { len } else { HEAD };
-            if n == 0 {
-                return f;
-            }
-            // SAFETY: `head` is this CPU's slot (HEAD + MAX_READ bytes) and
-            // 1 <= n <= HEAD.
-            let rc =
-                unsafe { bpf_xdp_load_bytes(ctx.ctx, 0, head as *mut core::ffi::c_void, n as u32) };
-            if rc == 0 {
-                f.head_len = n;
-            }
-            f
-        }
     }
 
     impl Packet for Frame {
@@ -140,23 +107,6 @@ mod prog {
 
         #[inline(always)]
         fn load<const N: usize>(&self, off: usize, buf: &mut [u8; N]) -> bool {
-            // The slot is looked up here rather than kept in Frame: a map
-            // pointer read back from the caller's frame reaches the verifier
-            // as a plain number. The lookup of a per-CPU array is inlined.
-            let head = HEAD_BUF.get_ptr(0);
-            if let (true, Some(head)) = (N <= MAX_READ && off + N <= self.head_len, head) {
-                // The mask does not change `off` (< head_len <= HEAD, a power
-                // of two); it is there for the verifier, which needs a bound
-                // on the register used for the access. Without black_box,
-                // LLVM sees the mask is redundant and removes it.
-                let at = core::hint::black_box(off) & (HEAD - 1);
-                // SAFETY: at + N <= HEAD - 1 + MAX_READ, inside the per-CPU
-                // slot; the bytes are the frame's (off + N <= head_len).
-                unsafe {
-                    core::ptr::copy_nonoverlapping((head as *const u8).add(at), buf.as_mut_ptr(), N)
-                };
-                return true;
-            }
             // SAFETY: the helper writes at most N bytes into `buf`.
             let rc = unsafe {
                 bpf_xdp_load_bytes(
@@ -167,6 +117,68 @@ mod prog {
                 )
             };
             rc == 0
+        }
+    }
+
+    /// The frame's first `HEAD` bytes, copied into `HEAD_BUF` with one helper
+    /// call: a call per header read was half the cost of an established
+    /// packet. Reads past the copy fail; the caller then parses again from
+    /// the `Frame` (rare: header chains longer than `HEAD`).
+    struct Head {
+        /// The whole frame's length (length fields are checked against it).
+        len: usize,
+        /// Bytes of the frame in `HEAD_BUF`.
+        copied: usize,
+    }
+
+    impl Head {
+        #[inline(always)]
+        fn new(ctx: &XdpContext, len: usize) -> Head {
+            let mut h = Head { len, copied: 0 };
+            let Some(slot) = HEAD_BUF.get_ptr_mut(0) else {
+                return h;
+            };
+            let n = if len < HEAD { len } else { HEAD };
+            if n == 0 {
+                return h;
+            }
+            // SAFETY: `slot` is this CPU's HEAD + MAX_READ bytes; 1 <= n <= HEAD.
+            let rc =
+                unsafe { bpf_xdp_load_bytes(ctx.ctx, 0, slot as *mut core::ffi::c_void, n as u32) };
+            if rc == 0 {
+                h.copied = n;
+            }
+            h
+        }
+    }
+
+    impl Packet for Head {
+        #[inline(always)]
+        fn len(&self) -> usize {
+            self.len
+        }
+
+        #[inline(always)]
+        fn load<const N: usize>(&self, off: usize, buf: &mut [u8; N]) -> bool {
+            // Looked up here rather than kept in Head: a map pointer read
+            // back from the caller's frame reaches the verifier as a plain
+            // number. A per-CPU array lookup is inlined by the verifier.
+            let Some(slot) = HEAD_BUF.get_ptr(0) else {
+                return false;
+            };
+            if N > MAX_READ || off + N > self.copied {
+                return false;
+            }
+            // The mask does not change `off` (< copied <= HEAD, a power of
+            // two); it gives the verifier a bound on the register used for
+            // the access. Without black_box LLVM would drop it as redundant.
+            let at = core::hint::black_box(off) & (HEAD - 1);
+            // SAFETY: at + N <= HEAD - 1 + MAX_READ, inside the slot; the
+            // bytes are the frame's (off + N <= copied).
+            unsafe {
+                core::ptr::copy_nonoverlapping((slot as *const u8).add(at), buf.as_mut_ptr(), N)
+            };
+            true
         }
     }
 
@@ -330,7 +342,10 @@ mod prog {
 
     #[xdp]
     pub fn vpcgw_xdp(ctx: XdpContext) -> u32 {
-        let frame = Frame::new(&ctx);
+        let frame = Frame {
+            ctx: ctx.ctx,
+            len: ctx.data_end() - ctx.data(),
+        };
         let len = frame.len() as u64;
         let mut maps = Maps;
         // Conntrack counts seconds: the coarse clock (a variable read, not a
@@ -343,16 +358,23 @@ mod prog {
         };
         // SAFETY: this CPU's slot; nothing else uses it while we run.
         let work = unsafe { &mut *work };
-        let out = process(
+        let head = Head::new(&ctx, frame.len);
+        let mut parsed = parse_frame(&head, work);
+        if parsed.is_err() && head.copied < frame.len {
+            parsed = parse_frame(&frame, work);
+        }
+        let out = process_parsed(
             &mut maps,
             cfg,
             work,
+            parsed,
             &frame,
             ctx.ingress_ifindex() as u32,
             ctx.rx_queue_index(),
             now,
         );
-        log_decision(&ctx, out.reason, work);
+        work.reason = out.reason as u32;
+        log_decision(&ctx, work);
         match out.action {
             Action::Pass => {
                 maps.count(out.reason, len);
@@ -382,41 +404,29 @@ mod prog {
     /// AYA_LOG_LEVEL is set at load time and frozen, so when debug logging is
     /// off the verifier sees this as dead code and it costs nothing.
     #[inline(always)]
-    fn log_decision(ctx: &XdpContext, reason: Reason, w: &Work) {
-        if matches!(
-            reason,
-            Reason::PassEstablished | Reason::PassFragment | Reason::PassArp | Reason::PassNdp
-        ) {
+    fn log_decision(ctx: &XdpContext, w: &Work) {
+        // SAFETY: a plain read of our own per-CPU memory; volatile so LLVM
+        // does not forward the value just stored (see Work::reason).
+        let reason = unsafe { core::ptr::read_volatile(&w.reason) };
+        if reason == Reason::PassEstablished as u32
+            || reason == Reason::PassFragment as u32
+            || reason == Reason::PassArp as u32
+            || reason == Reason::PassNdp as u32
+        {
             return;
         }
+        // One statement, addresses as IPv6 (IPv4 shows as ::ffff:a.b.c.d):
+        // every argument of an aya-log statement is verifier work.
         let p = &w.p;
-        if p.family == FAMILY_V4 {
-            let s = u32::from_be_bytes(p.src.v4_octets());
-            let d = u32::from_be_bytes(p.dst.v4_octets());
-            debug!(
-                ctx,
-                "{} {:i} -> {:i} proto {} sport {} dport {}",
-                reason.name(),
-                s,
-                d,
-                p.proto,
-                p.sport,
-                p.dport
-            );
-        } else {
-            let s = p.src.octets();
-            let d = p.dst.octets();
-            debug!(
-                ctx,
-                "{} {:i} -> {:i} proto {} sport {} dport {}",
-                reason.name(),
-                s,
-                d,
-                p.proto,
-                p.sport,
-                p.dport
-            );
-        }
+        debug!(
+            ctx,
+            "reason {} {:i} -> {:i} proto {} dport {}",
+            reason,
+            p.src.octets(),
+            p.dst.octets(),
+            p.proto,
+            p.dport
+        );
     }
 
     /// Put the connection in front of the frame for the AF_XDP reader. If the
