@@ -17,7 +17,7 @@ use vpcgw::dataplane::{Dataplane, LoadOptions, test_run};
 use vpcgw::hostmaps::{HostDataplane, runtime_config};
 use vpcgw::xsk::{XskConfig, XskSocket};
 use vpcgw_common::abi::{Iface, MAX_QUEUES, ROLE_LAN, ROLE_WAN};
-use vpcgw_common::pipeline::{Action, Work, process};
+use vpcgw_common::pipeline::{Action, Outcome, Work, process};
 use vpcgw_common::stats::Reason;
 
 use crate::netns::Netns;
@@ -43,6 +43,8 @@ pub struct Sent {
     pub kernel_reason: Reason,
     pub host: Action,
     pub host_reason: Reason,
+    /// The host's whole outcome (connection and XSKS index of a redirect).
+    pub host_outcome: Outcome,
     /// The frame as the kernel left it (metadata in front for redirects).
     pub data: Vec<u8>,
 }
@@ -170,6 +172,7 @@ impl Loaded {
             kernel_reason,
             host: out.action,
             host_reason: out.reason,
+            host_outcome: out,
             data: run.data,
         })
     }

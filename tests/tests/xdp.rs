@@ -1,15 +1,34 @@
 //! The XDP program, loaded in the kernel, fed crafted frames with
 //! BPF_PROG_TEST_RUN; every frame also runs through the same pipeline on
 //! in-memory maps, and the two must agree. Needs root.
+//!
+//! Every case checks three things: the action, the reason it was counted
+//! under (`STATS` in the kernel, the outcome on the host), and that kernel
+//! and host did the same ([`Sent::agree`]). Tests are grouped by concern;
+//! each loads its own program in its own namespace, so they run in parallel
+//! and share no conntrack state.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 
-use vpcgw::frame::{Ext, FragSpec, FrameSpec, L4, TCP_ACK, TCP_SYN, TPID_8021AD, TPID_8021Q};
+use vpcgw::frame::{
+    Ext, FragSpec, FrameSpec, L4, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, TPID_8021AD, TPID_8021Q,
+};
+use vpcgw_common::Addr;
+use vpcgw_common::abi::{CtVal, FAMILY_V4, FAMILY_V6};
+use vpcgw_common::conntrack::canonical_key;
 use vpcgw_common::pipeline::Action;
 use vpcgw_common::stats::Reason;
+use vpcgw_common::wire::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP};
 use vpcgw_tests::is_root;
-use vpcgw_tests::xdp::{If, Loaded, Rig, XDP_DROP, XDP_PASS};
+use vpcgw_tests::xdp::{If, Loaded, Rig, Sent, XDP_DROP, XDP_PASS};
 
+// ---------------------------------------------------------------------------
+// Configurations
+// ---------------------------------------------------------------------------
+
+/// The general test bed: a web port (with a MAC), a database port (without),
+/// one VPN connection from the web subnet to two data-center subnets.
 const CONFIG: &str = r#"
 [gateway]
 name = "gw-test"
@@ -101,6 +120,171 @@ psk_file = "dc1.psk"
 
 const WEB_MAC: [u8; 6] = [2, 0, 0, 0, 1, 10];
 
+/// One security-group rule field at a time. Rule numbers in the comments are
+/// indexes within their group (what [`rule_id`] takes).
+const RULES: &str = r#"
+[gateway]
+name = "gw-rules"
+public_ip = "198.51.100.1"
+wan_interface = "wan0"
+lan_interfaces = ["lan0", "lan1"]
+
+[vpc]
+name = "vpc"
+[[vpc.subnets]]
+name = "a"
+cidr = "192.168.1.0/24"
+[[vpc.subnets]]
+name = "a6"
+cidr = "fd00:1::/64"
+
+[[security_groups]]
+name = "fields"
+# 0: one TCP port
+[[security_groups.rules]]
+direction = "ingress"
+protocol = "tcp"
+port_range_min = 80
+# 1: a UDP range
+[[security_groups.rules]]
+direction = "ingress"
+protocol = "udp"
+port_range_min = 1000
+port_range_max = 2000
+# 2, 3: overlapping ranges; 3 is covered by 2 and never credited
+[[security_groups.rules]]
+direction = "ingress"
+protocol = "tcp"
+port_range_min = 8000
+port_range_max = 8100
+[[security_groups.rules]]
+direction = "ingress"
+protocol = "tcp"
+port_range_min = 8050
+# 4: ICMP type 13 (timestamp), any code
+[[security_groups.rules]]
+direction = "ingress"
+protocol = "icmp"
+port_range_min = 13
+# 5: ICMP type 3 code 4 (fragmentation needed) only
+[[security_groups.rules]]
+direction = "ingress"
+protocol = "icmp"
+port_range_min = 3
+port_range_max = 4
+# 6: GRE, by number
+[[security_groups.rules]]
+direction = "ingress"
+protocol = 47
+# 7: ICMPv6 echo request
+[[security_groups.rules]]
+direction = "ingress"
+ethertype = "IPv6"
+protocol = "icmpv6"
+port_range_min = 128
+# 8: IPv6 TCP 443
+[[security_groups.rules]]
+direction = "ingress"
+ethertype = "IPv6"
+protocol = "tcp"
+port_range_min = 443
+# 9, 10, 11: nested prefixes, each admitting one more port
+[[security_groups.rules]]
+direction = "ingress"
+protocol = "tcp"
+port_range_min = 3000
+remote_ip_prefix = "10.0.0.0/8"
+[[security_groups.rules]]
+direction = "ingress"
+protocol = "tcp"
+port_range_min = 3000
+port_range_max = 3001
+remote_ip_prefix = "10.1.0.0/16"
+[[security_groups.rules]]
+direction = "ingress"
+protocol = "tcp"
+port_range_min = 3000
+port_range_max = 3002
+remote_ip_prefix = "10.1.2.0/24"
+# 12, 13: remote groups
+[[security_groups.rules]]
+direction = "ingress"
+protocol = "tcp"
+port_range_min = 5432
+remote_group = "clients"
+[[security_groups.rules]]
+direction = "ingress"
+protocol = "tcp"
+port_range_min = 5433
+remote_group = "g2"
+# 14: any protocol from one prefix
+[[security_groups.rules]]
+direction = "ingress"
+protocol = "any"
+remote_ip_prefix = "203.0.113.128/25"
+# 15: egress, IPv4 TCP 7001 only
+[[security_groups.rules]]
+direction = "egress"
+protocol = "tcp"
+port_range_min = 7001
+# 16: egress, IPv6 UDP 53 only
+[[security_groups.rules]]
+direction = "egress"
+ethertype = "IPv6"
+protocol = "udp"
+port_range_min = 53
+
+# No ingress rule at all: admits nothing.
+[[security_groups]]
+name = "clients"
+[[security_groups.rules]]
+direction = "egress"
+
+[[security_groups]]
+name = "g1"
+[[security_groups.rules]]
+direction = "ingress"
+protocol = "tcp"
+port_range_min = 1111
+[[security_groups.rules]]
+direction = "egress"
+
+[[security_groups]]
+name = "g2"
+[[security_groups.rules]]
+direction = "ingress"
+protocol = "tcp"
+port_range_min = 2222
+
+[[ports]]
+name = "alpha"
+addresses = ["192.168.1.10", "fd00:1::10"]
+mac = "02:00:00:00:01:0a"
+security_groups = ["fields"]
+[[ports]]
+name = "client"
+addresses = ["192.168.1.20"]
+mac = "02:00:00:00:01:14"
+security_groups = ["clients"]
+[[ports]]
+name = "multi"
+addresses = ["192.168.1.30"]
+mac = "02:00:00:00:01:1e"
+security_groups = ["g1", "g2"]
+"#;
+
+const ALPHA_MAC: [u8; 6] = [2, 0, 0, 0, 1, 0x0a];
+const CLIENT_MAC: [u8; 6] = [2, 0, 0, 0, 1, 0x14];
+const MULTI_MAC: [u8; 6] = [2, 0, 0, 0, 1, 0x1e];
+
+// ---------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------
+
+const PASS: Action = Action::Pass;
+const DROP: Action = Action::Drop;
+const VPN: Action = Action::Redirect;
+
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
@@ -113,25 +297,190 @@ fn skip() -> bool {
     false
 }
 
-/// Send and check kernel == host == expected.
-fn expect(l: &mut Loaded, on: If, frame: &[u8], action: Action, reason: Reason) {
-    let s = l.send(on, frame).unwrap();
-    assert!(s.agree(), "kernel and host disagree: {s:?}");
-    assert_eq!(s.host_reason, reason, "{s:?}");
-    assert_eq!(s.host, action, "{s:?}");
-}
-
-const PASS: Action = Action::Pass;
-const DROP: Action = Action::Drop;
-const VPN: Action = Action::Redirect;
-
-#[test]
-fn stateful_policy_spoofing_vpn_and_wan() {
+/// Load `config` in a fresh namespace and run `f` there (skipped without root).
+fn run(config: &str, f: impl FnOnce(&mut Loaded) -> anyhow::Result<()> + Send + 'static) {
     if skip() {
         return;
     }
     let rig = Rig::new().unwrap();
-    rig.with(CONFIG, |l| {
+    rig.with(config, f).unwrap();
+}
+
+/// Send and check kernel == host == expected.
+#[track_caller]
+fn expect(l: &mut Loaded, on: If, frame: &[u8], action: Action, reason: Reason) -> Sent {
+    let s = l.send(on, frame).unwrap();
+    assert!(s.agree(), "kernel and host disagree: {s:?}");
+    assert_eq!(s.host_reason, reason, "{s:?}");
+    assert_eq!(s.host, action, "{s:?}");
+    s
+}
+
+/// [`expect`] with a label, for table-driven cases.
+#[track_caller]
+fn expect_case(l: &mut Loaded, what: &str, on: If, frame: &[u8], action: Action, reason: Reason) {
+    let s = l.send(on, frame).unwrap();
+    assert!(s.agree(), "{what}: kernel and host disagree: {s:?}");
+    assert_eq!((s.host, s.host_reason), (action, reason), "{what}: {s:?}");
+}
+
+/// The expected outcome of a drop, for tables.
+fn dropped(r: Reason) -> (Action, Reason) {
+    (DROP, r)
+}
+
+/// Rule id (as in `RULE_HITS`) of rule `index` of group `group`.
+fn rule_id(l: &Loaded, group: &str, index: usize) -> u32 {
+    let g = l
+        .cfg
+        .groups
+        .iter()
+        .position(|g| g.name == group)
+        .unwrap_or_else(|| panic!("no group {group}"));
+    l.compiled
+        .rules
+        .iter()
+        .position(|r| r.group == g && r.index == index)
+        .unwrap_or_else(|| panic!("no rule {group}[{index}]")) as u32
+}
+
+/// Rule hits, kernel and host, as (rule id -> flows).
+fn hits(l: &Loaded) -> (HashMap<u32, u64>, HashMap<u32, u64>) {
+    let kernel =
+        l.dp.counters()
+            .unwrap()
+            .rule_hits
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| **n != 0)
+            .map(|(i, n)| (i as u32, *n))
+            .collect();
+    (kernel, l.host.rule_hits.clone())
+}
+
+/// Rules whose count moved between two snapshots.
+fn moved(before: &HashMap<u32, u64>, after: &HashMap<u32, u64>) -> Vec<(u32, u64)> {
+    let mut v: Vec<(u32, u64)> = after
+        .iter()
+        .filter_map(|(r, n)| {
+            let d = n - before.get(r).copied().unwrap_or(0);
+            (d != 0).then_some((*r, d))
+        })
+        .collect();
+    v.sort_unstable();
+    v
+}
+
+/// Send, check the outcome, and check that exactly the rules `credited`
+/// each counted one more flow, in the kernel and on the host.
+#[track_caller]
+fn expect_credit(
+    l: &mut Loaded,
+    what: &str,
+    on: If,
+    frame: &[u8],
+    want: (Action, Reason),
+    credited: &[u32],
+) {
+    let (kb, hb) = hits(l);
+    expect_case(l, what, on, frame, want.0, want.1);
+    let (ka, ha) = hits(l);
+    let mut want_hits: Vec<(u32, u64)> = credited.iter().map(|r| (*r, 1)).collect();
+    want_hits.sort_unstable();
+    assert_eq!(moved(&kb, &ka), want_hits, "{what}: kernel rule hits");
+    assert_eq!(moved(&hb, &ha), want_hits, "{what}: host rule hits");
+}
+
+/// The conntrack entry of a flow (given by any of its packets), from the
+/// kernel; the host must hold the same entry (clock aside), or neither.
+#[track_caller]
+fn ct(l: &Loaded, proto: u8, src: IpAddr, sport: u16, dst: IpAddr, dport: u16) -> Option<CtVal> {
+    let family = if src.is_ipv4() { FAMILY_V4 } else { FAMILY_V6 };
+    let (key, _) = canonical_key(
+        family,
+        proto,
+        Addr::from(src),
+        Addr::from(dst),
+        sport,
+        dport,
+    );
+    let kernel =
+        l.dp.ct_entries()
+            .unwrap()
+            .into_iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v);
+    let host = l.host.ct.get(&key).copied();
+    let strip = |v: Option<CtVal>| v.map(|v| CtVal { last_seen: 0, ..v });
+    assert_eq!(
+        strip(kernel),
+        strip(host),
+        "conntrack entry {src}:{sport} -> {dst}:{dport} (proto {proto}): kernel vs host"
+    );
+    kernel
+}
+
+/// LAN frames from a port carry its MAC.
+fn from_port(spec: FrameSpec, mac: [u8; 6]) -> Vec<u8> {
+    spec.with_src_mac(mac).build()
+}
+
+fn tcp(src: &str, sport: u16, dst: &str, dport: u16, flags: u8) -> FrameSpec {
+    FrameSpec::tcp(ip(src), ip(dst), sport, dport, flags)
+}
+
+fn udp(src: &str, sport: u16, dst: &str, dport: u16) -> FrameSpec {
+    FrameSpec::udp(ip(src), ip(dst), sport, dport)
+}
+
+fn icmp(src: &str, dst: &str, ty: u8, code: u8) -> FrameSpec {
+    FrameSpec::new(
+        ip(src),
+        ip(dst),
+        L4::Icmp {
+            ty,
+            code,
+            rest: [0; 4],
+            quote: Vec::new(),
+        },
+    )
+}
+
+fn echo(src: &str, dst: &str, request: bool, id: u16) -> FrameSpec {
+    let v6 = ip(src).is_ipv6();
+    FrameSpec::new(ip(src), ip(dst), L4::icmp_echo(request, v6, id))
+}
+
+fn raw(src: &str, dst: &str, proto: u8) -> FrameSpec {
+    FrameSpec::new(ip(src), ip(dst), L4::Raw { proto }).with_payload(16)
+}
+
+/// An ICMP error from `src` to `dst` quoting `quoted`'s IP packet. `rest`
+/// is the word after the checksum (the MTU for frag-needed/packet-too-big).
+fn icmp_error(src: &str, dst: &str, ty: u8, code: u8, mtu: u32, quoted: &FrameSpec) -> FrameSpec {
+    FrameSpec::new(
+        ip(src),
+        ip(dst),
+        L4::Icmp {
+            ty,
+            code,
+            rest: mtu.to_be_bytes(),
+            quote: quoted.ip_packet(),
+        },
+    )
+}
+
+fn frag(id: u32, offset: u16, more: bool) -> FragSpec {
+    FragSpec { id, offset, more }
+}
+
+// ---------------------------------------------------------------------------
+// 0. Smoke: the basics across the board
+// ---------------------------------------------------------------------------
+
+#[test]
+fn stateful_policy_spoofing_vpn_and_wan() {
+    run(CONFIG, |l| {
         let web = ip("192.168.1.10");
         let inet = ip("203.0.113.5");
         // New flow in, allowed by rule 0; its next packet and the reply are established.
@@ -191,36 +540,233 @@ fn stateful_policy_spoofing_vpn_and_wan() {
             .build();
         expect(l, If::Wan, &v6, PASS, Reason::PassNew);
         // Fragments: the first is decided, the rest follow; orphans are dropped.
-        let f = FragSpec {
-            id: 77,
-            offset: 0,
-            more: true,
-        };
         let first = FrameSpec::udp(ip("192.168.2.10"), web, 3000, 1500)
-            .with_frag(f)
+            .with_frag(frag(77, 0, true))
             .with_payload(64)
             .build();
         expect(l, If::Lan1, &first, PASS, Reason::PassNew);
         let later = FrameSpec::udp(ip("192.168.2.10"), web, 3000, 1500)
-            .with_frag(FragSpec {
-                id: 77,
-                offset: 9,
-                more: false,
-            })
+            .with_frag(frag(77, 9, false))
             .build();
         expect(l, If::Lan1, &later, PASS, Reason::PassFragment);
         let orphan = FrameSpec::udp(ip("192.168.2.10"), web, 3000, 1500)
-            .with_frag(FragSpec {
-                id: 78,
-                offset: 9,
-                more: false,
-            })
+            .with_frag(frag(78, 9, false))
             .build();
         expect(l, If::Lan1, &orphan, DROP, Reason::DropFragmentNoFirst);
         Ok(())
-    })
-    .unwrap();
+    });
 }
+
+// ---------------------------------------------------------------------------
+// 1. Rule fields
+// ---------------------------------------------------------------------------
+
+const ALPHA: &str = "192.168.1.10";
+const ALPHA6: &str = "fd00:1::10";
+const CLIENT: &str = "192.168.1.20";
+const MULTI: &str = "192.168.1.30";
+const INET: &str = "203.0.113.5";
+const INET6: &str = "2001:db8::5";
+
+/// Direction is seen from the port: ingress rules admit flows to it, egress
+/// rules flows from it; between two ports both must agree.
+#[test]
+fn rule_direction_ingress_egress_and_port_to_port() {
+    run(RULES, |l| {
+        let r_http = rule_id(l, "fields", 0);
+        let r_egress = rule_id(l, "fields", 15);
+        let r_client_egress = rule_id(l, "clients", 0);
+        let r_multi_1111 = rule_id(l, "g1", 0);
+        let r_multi_egress = rule_id(l, "g1", 1);
+        let ingress_denied = dropped(Reason::DropPolicyIngress);
+        let egress_denied = dropped(Reason::DropPolicyEgress);
+        let new = (PASS, Reason::PassNew);
+
+        // From the WAN: ingress rules only.
+        let f = tcp(INET, 40000, ALPHA, 80, TCP_SYN).build();
+        expect_credit(
+            l,
+            "WAN -> alpha:80 (ingress rule)",
+            If::Wan,
+            &f,
+            new,
+            &[r_http],
+        );
+        let f = tcp(INET, 40001, ALPHA, 7001, TCP_SYN).build();
+        expect_credit(
+            l,
+            "WAN -> alpha:7001 (only an egress rule)",
+            If::Wan,
+            &f,
+            ingress_denied,
+            &[],
+        );
+
+        // From the port: egress rules only (the WAN side has no rules).
+        let f = from_port(tcp(ALPHA, 40002, INET, 7001, TCP_SYN), ALPHA_MAC);
+        expect_credit(
+            l,
+            "alpha -> WAN:7001 (egress rule)",
+            If::Lan0,
+            &f,
+            new,
+            &[r_egress],
+        );
+        let f = from_port(tcp(ALPHA, 40003, INET, 80, TCP_SYN), ALPHA_MAC);
+        expect_credit(
+            l,
+            "alpha -> WAN:80 (only an ingress rule)",
+            If::Lan0,
+            &f,
+            egress_denied,
+            &[],
+        );
+
+        // Port to port: the source's egress, then the destination's ingress;
+        // both rules are credited with the flow.
+        let f = from_port(tcp(CLIENT, 40004, ALPHA, 80, TCP_SYN), CLIENT_MAC);
+        expect_credit(
+            l,
+            "client -> alpha:80",
+            If::Lan1,
+            &f,
+            new,
+            &[r_client_egress, r_http],
+        );
+        let f = from_port(tcp(ALPHA, 40005, CLIENT, 7001, TCP_SYN), ALPHA_MAC);
+        expect_credit(
+            l,
+            "alpha -> client:7001 (client admits nothing)",
+            If::Lan0,
+            &f,
+            ingress_denied,
+            &[],
+        );
+        let f = from_port(tcp(ALPHA, 40006, MULTI, 1111, TCP_SYN), ALPHA_MAC);
+        expect_credit(
+            l,
+            "alpha -> multi:1111 (alpha's egress)",
+            If::Lan0,
+            &f,
+            egress_denied,
+            &[],
+        );
+        let f = from_port(tcp(MULTI, 40007, ALPHA, 7001, TCP_SYN), MULTI_MAC);
+        expect_credit(
+            l,
+            "multi -> alpha:7001 (alpha's ingress)",
+            If::Lan1,
+            &f,
+            ingress_denied,
+            &[],
+        );
+        let f = from_port(tcp(CLIENT, 40008, MULTI, 1111, TCP_SYN), CLIENT_MAC);
+        expect_credit(
+            l,
+            "client -> multi:1111",
+            If::Lan1,
+            &f,
+            new,
+            &[r_client_egress, r_multi_1111],
+        );
+        let f = from_port(tcp(MULTI, 40009, INET, 9, TCP_SYN), MULTI_MAC);
+        expect_credit(
+            l,
+            "multi -> WAN (g1 egress)",
+            If::Lan1,
+            &f,
+            new,
+            &[r_multi_egress],
+        );
+        Ok(())
+    });
+}
+
+/// An IPv4 rule admits no IPv6 and the other way round, in both directions.
+#[test]
+fn rule_ethertype_separates_ipv4_and_ipv6() {
+    run(RULES, |l| {
+        let r_http = rule_id(l, "fields", 0);
+        let r_https6 = rule_id(l, "fields", 8);
+        let r_egress = rule_id(l, "fields", 15);
+        let r_dns6 = rule_id(l, "fields", 16);
+        let cases = [
+            (
+                "v4 -> alpha:80",
+                If::Wan,
+                tcp(INET, 1, ALPHA, 80, TCP_SYN).build(),
+                (PASS, Reason::PassNew),
+                Some(r_http),
+            ),
+            (
+                "v6 -> alpha:80 (IPv4 rule)",
+                If::Wan,
+                tcp(INET6, 2, ALPHA6, 80, TCP_SYN).build(),
+                dropped(Reason::DropPolicyIngress),
+                None,
+            ),
+            (
+                "v6 -> alpha:443",
+                If::Wan,
+                tcp(INET6, 3, ALPHA6, 443, TCP_SYN).build(),
+                (PASS, Reason::PassNew),
+                Some(r_https6),
+            ),
+            (
+                "v4 -> alpha:443 (IPv6 rule)",
+                If::Wan,
+                tcp(INET, 4, ALPHA, 443, TCP_SYN).build(),
+                dropped(Reason::DropPolicyIngress),
+                None,
+            ),
+            (
+                "alpha v4 -> :7001",
+                If::Lan0,
+                from_port(tcp(ALPHA, 5, INET, 7001, TCP_SYN), ALPHA_MAC),
+                (PASS, Reason::PassNew),
+                Some(r_egress),
+            ),
+            (
+                "alpha v6 -> :7001 (IPv4 rule)",
+                If::Lan0,
+                from_port(tcp(ALPHA6, 6, INET6, 7001, TCP_SYN), ALPHA_MAC),
+                dropped(Reason::DropPolicyEgress),
+                None,
+            ),
+            (
+                "alpha v6 -> udp 53",
+                If::Lan0,
+                from_port(udp(ALPHA6, 7, INET6, 53), ALPHA_MAC),
+                (PASS, Reason::PassNew),
+                Some(r_dns6),
+            ),
+            (
+                "alpha v4 -> udp 53 (IPv6 rule)",
+                If::Lan0,
+                from_port(udp(ALPHA, 8, INET, 53), ALPHA_MAC),
+                dropped(Reason::DropPolicyEgress),
+                None,
+            ),
+            // "any protocol" (rule 14) is IPv4 too.
+            (
+                "v6 GRE from anywhere (no IPv6 rule)",
+                If::Wan,
+                raw("2001:db8::99", ALPHA6, 47).build(),
+                dropped(Reason::DropPolicyIngress),
+                None,
+            ),
+        ];
+        for (what, on, frame, want, credit) in cases {
+            let credited: Vec<u32> = credit.into_iter().collect();
+            expect_credit(l, what, on, &frame, want, &credited);
+        }
+        Ok(())
+    });
+}
+
+// ---------------------------------------------------------------------------
+// 7. Truncations and bad header fields
+// ---------------------------------------------------------------------------
 
 #[test]
 fn every_truncation_of_every_header_is_dropped() {
