@@ -764,6 +764,348 @@ fn rule_ethertype_separates_ipv4_and_ipv6() {
     });
 }
 
+/// Protocol: tcp, udp, icmp, icmpv6, a number, and "any" (which folds into
+/// every protocol but still loses to an earlier specific rule).
+#[test]
+fn rule_protocols() {
+    run(RULES, |l| {
+        let r = |l: &Loaded, i| rule_id(l, "fields", i);
+        let (r_tcp, r_udp, r_icmp, r_gre, r_icmp6, r_any) =
+            (r(l, 0), r(l, 1), r(l, 4), r(l, 6), r(l, 7), r(l, 14));
+        let new = (PASS, Reason::PassNew);
+        let denied = dropped(Reason::DropPolicyIngress);
+        let any_src = "203.0.113.200"; // inside rule 14's 203.0.113.128/25
+        let cases = [
+            ("tcp 80", tcp(INET, 1, ALPHA, 80, TCP_SYN), new, Some(r_tcp)),
+            ("udp 80 (tcp rule)", udp(INET, 2, ALPHA, 80), denied, None),
+            ("udp 1500", udp(INET, 3, ALPHA, 1500), new, Some(r_udp)),
+            (
+                "tcp 1500 (udp rule)",
+                tcp(INET, 4, ALPHA, 1500, TCP_SYN),
+                denied,
+                None,
+            ),
+            ("icmp 13", icmp(INET, ALPHA, 13, 0), new, Some(r_icmp)),
+            (
+                "icmpv6 128",
+                echo(INET6, ALPHA6, true, 5),
+                new,
+                Some(r_icmp6),
+            ),
+            ("gre (47)", raw(INET, ALPHA, 47), new, Some(r_gre)),
+            ("proto 48", raw(INET, ALPHA, 48), denied, None),
+            ("sctp (132)", raw(INET, ALPHA, 132), denied, None),
+            // Rule 14: any protocol from 203.0.113.128/25.
+            ("any: sctp", raw(any_src, ALPHA, 132), new, Some(r_any)),
+            ("any: udp 9", udp(any_src, 6, ALPHA, 9), new, Some(r_any)),
+            (
+                "any: icmp echo",
+                echo(any_src, ALPHA, true, 7),
+                new,
+                Some(r_any),
+            ),
+            // Rules earlier in the file own what they cover.
+            (
+                "any: tcp 80 (rule 0 first)",
+                tcp(any_src, 8, ALPHA, 80, TCP_SYN),
+                new,
+                Some(r_tcp),
+            ),
+            (
+                "any: udp 1000 (rule 1 first)",
+                udp(any_src, 9, ALPHA, 1000),
+                new,
+                Some(r_udp),
+            ),
+            (
+                "any: gre (rule 6 first)",
+                raw(any_src, ALPHA, 47),
+                new,
+                Some(r_gre),
+            ),
+        ];
+        for (what, spec, want, credit) in cases {
+            let credited: Vec<u32> = credit.into_iter().collect();
+            expect_credit(l, what, If::Wan, &spec.build(), want, &credited);
+        }
+        Ok(())
+    });
+}
+
+/// Port ranges at their edges: min-1, min, max, max+1; overlapping ranges
+/// credit the first rule in file order.
+#[test]
+fn rule_port_range_edges() {
+    run(RULES, |l| {
+        let (r_http, r_udp, r_8000) = (
+            rule_id(l, "fields", 0),
+            rule_id(l, "fields", 1),
+            rule_id(l, "fields", 2),
+        );
+        let cases: &[(u8, u16, Option<u32>)] = &[
+            (IPPROTO_TCP, 79, None),
+            (IPPROTO_TCP, 80, Some(r_http)),
+            (IPPROTO_TCP, 81, None),
+            (IPPROTO_UDP, 999, None),
+            (IPPROTO_UDP, 1000, Some(r_udp)),
+            (IPPROTO_UDP, 2000, Some(r_udp)),
+            (IPPROTO_UDP, 2001, None),
+            (IPPROTO_TCP, 7999, None),
+            (IPPROTO_TCP, 8000, Some(r_8000)),
+            // Rule 3 admits 8050 too, but rule 2 comes first.
+            (IPPROTO_TCP, 8050, Some(r_8000)),
+            (IPPROTO_TCP, 8100, Some(r_8000)),
+            (IPPROTO_TCP, 8101, None),
+            (IPPROTO_TCP, 1, None),
+            (IPPROTO_TCP, 65535, None),
+            (IPPROTO_UDP, 0, None),
+        ];
+        for (i, &(proto, port, credit)) in cases.iter().enumerate() {
+            let sport = 20000 + i as u16;
+            let spec = if proto == IPPROTO_TCP {
+                tcp(INET, sport, ALPHA, port, TCP_SYN)
+            } else {
+                udp(INET, sport, ALPHA, port)
+            };
+            let want = match credit {
+                Some(_) => (PASS, Reason::PassNew),
+                None => dropped(Reason::DropPolicyIngress),
+            };
+            let credited: Vec<u32> = credit.into_iter().collect();
+            let what = format!("proto {proto} port {port}");
+            expect_credit(l, &what, If::Wan, &spec.build(), want, &credited);
+        }
+        Ok(())
+    });
+}
+
+/// For ICMP, port_range_min is the type and port_range_max the code.
+#[test]
+fn rule_icmp_type_and_code() {
+    run(RULES, |l| {
+        let (r_ts, r_fragneeded, r_echo6) = (
+            rule_id(l, "fields", 4),
+            rule_id(l, "fields", 5),
+            rule_id(l, "fields", 7),
+        );
+        // An error quoting a packet of no tracked flow is decided by the
+        // policy like any ICMP message.
+        let quoted = tcp(ALPHA, 33000, INET, 443, TCP_ACK);
+        let unreach = |code| icmp_error("203.0.113.1", ALPHA, 3, code, 1400, &quoted);
+        let new = (PASS, Reason::PassNew);
+        let denied = dropped(Reason::DropPolicyIngress);
+        let cases = [
+            ("type 13 code 0", icmp(INET, ALPHA, 13, 0), new, Some(r_ts)),
+            (
+                "type 13 code 7 (any code)",
+                icmp(INET, ALPHA, 13, 7),
+                new,
+                Some(r_ts),
+            ),
+            ("type 14", icmp(INET, ALPHA, 14, 0), denied, None),
+            ("type 8 (no rule)", echo(INET, ALPHA, true, 1), denied, None),
+            ("type 3 code 4", unreach(4), new, Some(r_fragneeded)),
+            ("type 3 code 3", unreach(3), denied, None),
+            ("type 3 code 5", unreach(5), denied, None),
+            (
+                "icmpv6 128 code 0",
+                echo(INET6, ALPHA6, true, 2),
+                new,
+                Some(r_echo6),
+            ),
+            (
+                "icmpv6 128 code 1 (any code)",
+                icmp(INET6, ALPHA6, 128, 1),
+                new,
+                Some(r_echo6),
+            ),
+            (
+                "icmpv6 129 (echo reply)",
+                echo(INET6, ALPHA6, false, 3),
+                denied,
+                None,
+            ),
+            // Type 13 is an ICMP type number, not an ICMPv6 one.
+            ("icmpv6 13", icmp(INET6, ALPHA6, 13, 0), denied, None),
+        ];
+        for (what, spec, want, credit) in cases {
+            let credited: Vec<u32> = credit.into_iter().collect();
+            expect_credit(l, what, If::Wan, &spec.build(), want, &credited);
+        }
+        Ok(())
+    });
+}
+
+/// remote_ip_prefix: inside and outside, at the edges, and nested prefixes
+/// (10/8 admits 3000, 10.1/16 also 3001, 10.1.2/24 also 3002).
+#[test]
+fn rule_remote_ip_prefix_nested() {
+    run(RULES, |l| {
+        let (r8, r16, r24) = (
+            rule_id(l, "fields", 9),
+            rule_id(l, "fields", 10),
+            rule_id(l, "fields", 11),
+        );
+        let cases: &[(&str, u16, Option<u32>)] = &[
+            ("10.1.2.5", 3000, Some(r8)),
+            ("10.1.2.5", 3001, Some(r16)),
+            ("10.1.2.5", 3002, Some(r24)),
+            ("10.1.2.5", 3003, None),
+            ("10.1.2.0", 3002, Some(r24)),
+            ("10.1.2.255", 3002, Some(r24)),
+            ("10.1.1.255", 3002, None),
+            ("10.1.3.0", 3002, None),
+            ("10.1.3.5", 3000, Some(r8)),
+            ("10.1.3.5", 3001, Some(r16)),
+            ("10.1.255.255", 3001, Some(r16)),
+            ("10.2.0.0", 3001, None),
+            ("10.0.255.255", 3001, None),
+            ("10.2.0.5", 3000, Some(r8)),
+            ("10.255.255.255", 3000, Some(r8)),
+            ("10.0.0.0", 3000, Some(r8)),
+            ("9.255.255.255", 3000, None),
+            ("11.0.0.0", 3000, None),
+            (INET, 3000, None),
+        ];
+        for (i, &(src, port, credit)) in cases.iter().enumerate() {
+            let spec = tcp(src, 21000 + i as u16, ALPHA, port, TCP_SYN);
+            let want = match credit {
+                Some(_) => (PASS, Reason::PassNew),
+                None => dropped(Reason::DropPolicyIngress),
+            };
+            let credited: Vec<u32> = credit.into_iter().collect();
+            let what = format!("{src} -> :{port}");
+            expect_credit(l, &what, If::Wan, &spec.build(), want, &credited);
+        }
+        Ok(())
+    });
+}
+
+/// remote_group matches the addresses of the group's ports (a port in two
+/// groups is in both); a port in two groups gets the union of their rules.
+#[test]
+fn rule_remote_group_and_group_union() {
+    run(RULES, |l| {
+        let r_clients = rule_id(l, "fields", 12);
+        let r_g2 = rule_id(l, "fields", 13);
+        let r_client_egress = rule_id(l, "clients", 0);
+        let r_g1_egress = rule_id(l, "g1", 1);
+        let r_g1_1111 = rule_id(l, "g1", 0);
+        let r_g2_2222 = rule_id(l, "g2", 0);
+        let new = (PASS, Reason::PassNew);
+        let denied = dropped(Reason::DropPolicyIngress);
+        let cases = [
+            (
+                "client (clients) -> alpha:5432",
+                If::Lan1,
+                from_port(tcp(CLIENT, 1, ALPHA, 5432, TCP_SYN), CLIENT_MAC),
+                new,
+                vec![r_client_egress, r_clients],
+            ),
+            (
+                "client (clients) -> alpha:5433 (needs g2)",
+                If::Lan1,
+                from_port(tcp(CLIENT, 2, ALPHA, 5433, TCP_SYN), CLIENT_MAC),
+                denied,
+                vec![],
+            ),
+            (
+                "multi (g1+g2) -> alpha:5433",
+                If::Lan1,
+                from_port(tcp(MULTI, 3, ALPHA, 5433, TCP_SYN), MULTI_MAC),
+                new,
+                vec![r_g1_egress, r_g2],
+            ),
+            (
+                "multi (g1+g2) -> alpha:5432 (needs clients)",
+                If::Lan1,
+                from_port(tcp(MULTI, 4, ALPHA, 5432, TCP_SYN), MULTI_MAC),
+                denied,
+                vec![],
+            ),
+            (
+                "WAN -> alpha:5432 (no group)",
+                If::Wan,
+                tcp(INET, 5, ALPHA, 5432, TCP_SYN).build(),
+                denied,
+                vec![],
+            ),
+            // A spoofed source with a member's address is stopped before the policy.
+            (
+                "WAN claiming client's address -> alpha:5432",
+                If::Wan,
+                tcp(CLIENT, 6, ALPHA, 5432, TCP_SYN).build(),
+                dropped(Reason::DropWanSpoofed),
+                vec![],
+            ),
+            // Union: g1 admits 1111, g2 admits 2222.
+            (
+                "WAN -> multi:1111 (g1)",
+                If::Wan,
+                tcp(INET, 7, MULTI, 1111, TCP_SYN).build(),
+                new,
+                vec![r_g1_1111],
+            ),
+            (
+                "WAN -> multi:2222 (g2)",
+                If::Wan,
+                tcp(INET, 8, MULTI, 2222, TCP_SYN).build(),
+                new,
+                vec![r_g2_2222],
+            ),
+            (
+                "WAN -> multi:3333 (neither)",
+                If::Wan,
+                tcp(INET, 9, MULTI, 3333, TCP_SYN).build(),
+                denied,
+                vec![],
+            ),
+        ];
+        for (what, on, frame, want, credited) in cases {
+            expect_credit(l, what, on, &frame, want, &credited);
+        }
+        Ok(())
+    });
+}
+
+/// A group without ingress rules admits nothing in, whatever the protocol;
+/// its ports still open flows and get their replies.
+#[test]
+fn rule_group_without_ingress_rules_admits_nothing() {
+    run(RULES, |l| {
+        let denied = dropped(Reason::DropPolicyIngress);
+        let cases = [
+            ("tcp 80", If::Wan, tcp(INET, 1, CLIENT, 80, TCP_SYN).build()),
+            (
+                "tcp ack (pickup)",
+                If::Wan,
+                tcp(INET, 2, CLIENT, 80, TCP_ACK).build(),
+            ),
+            ("udp 53", If::Wan, udp(INET, 3, CLIENT, 53).build()),
+            ("icmp echo", If::Wan, echo(INET, CLIENT, true, 4).build()),
+            ("gre", If::Wan, raw(INET, CLIENT, 47).build()),
+            (
+                "sctp from rule 14's prefix",
+                If::Wan,
+                raw("203.0.113.200", CLIENT, 132).build(),
+            ),
+            (
+                "from alpha (egress ok)",
+                If::Lan0,
+                from_port(tcp(ALPHA, 5, CLIENT, 7001, TCP_SYN), ALPHA_MAC),
+            ),
+        ];
+        for (what, on, frame) in cases {
+            expect_credit(l, what, on, &frame, denied, &[]);
+        }
+        let out = from_port(tcp(CLIENT, 6, INET, 80, TCP_SYN), CLIENT_MAC);
+        expect(l, If::Lan1, &out, PASS, Reason::PassNew);
+        let reply = tcp(INET, 80, CLIENT, 6, TCP_SYN | TCP_ACK).build();
+        expect(l, If::Wan, &reply, PASS, Reason::PassEstablished);
+        Ok(())
+    });
+}
+
 // ---------------------------------------------------------------------------
 // 7. Truncations and bad header fields
 // ---------------------------------------------------------------------------
