@@ -192,22 +192,18 @@ pub fn compile(cfg: &Config) -> Result<Compiled, CompileError> {
             out.rules.push(RuleRef { group: g, index: i });
         }
     }
-    if out.rules.len() > MAX_RULES as usize {
-        return Err(CompileError::TooLarge {
-            map: "RULE_HITS",
-            needed: out.rules.len(),
-            capacity: MAX_RULES as usize,
-            hint: "split the rules over fewer, broader rules",
-        });
-    }
-    if cfg.connections.len() > MAX_CONNS as usize {
-        return Err(CompileError::TooLarge {
-            map: "CONN_STATS",
-            needed: cfg.connections.len(),
-            capacity: MAX_CONNS as usize,
-            hint: "run fewer connections per gateway",
-        });
-    }
+    check_capacity(
+        "RULE_HITS",
+        out.rules.len(),
+        MAX_RULES,
+        "split the rules over fewer, broader rules",
+    )?;
+    check_capacity(
+        "CONN_STATS",
+        cfg.connections.len(),
+        MAX_CONNS,
+        "run fewer connections per gateway",
+    )?;
 
     // 1. Group sets and ports.
     let mut set_ids: BTreeMap<Vec<usize>, u32> = BTreeMap::new();

@@ -473,19 +473,12 @@ impl Dataplane {
         keep: impl Fn(&K) -> bool,
     ) -> Result<()> {
         let mut m: BpfHashMap<&mut MapData, K, V> = self.map_mut(name)?;
-        // Collected first: deleting while walking keys skips entries.
         let doomed: Vec<K> = m
             .keys()
             .filter_map(|k| k.ok())
             .filter(|k| !keep(k))
             .collect();
-        for k in doomed {
-            match m.remove(&k) {
-                Ok(()) | Err(MapError::KeyNotFound) => {}
-                Err(e) => return Err(map_err(name)(e)),
-            }
-        }
-        Ok(())
+        remove_all(name, doomed, |k| m.remove(k))
     }
 
     fn retain_lpm<K: aya::Pod + AsRef<[u8]>, V: aya::Pod>(
@@ -499,13 +492,7 @@ impl Dataplane {
             .filter_map(|k| k.ok())
             .filter(|k| k.data().as_ref().first() == Some(&slot))
             .collect();
-        for k in doomed {
-            match m.remove(&k) {
-                Ok(()) | Err(MapError::KeyNotFound) => {}
-                Err(e) => return Err(map_err(name)(e)),
-            }
-        }
-        Ok(())
+        remove_all(name, doomed, |k| m.remove(k))
     }
 
     fn zero_slot_counters(&mut self, slot: u8, rules: usize) -> Result<()> {
@@ -535,11 +522,7 @@ impl Dataplane {
         let stats: PerCpuArray<&MapData, abi::Counter> = self.map(names::STATS)?;
         for i in 0..REASON_COUNT {
             let v = stats.get(&i, 0).map_err(map_err(names::STATS))?;
-            out.reasons
-                .push(v.iter().fold(abi::Counter::default(), |a, c| abi::Counter {
-                    packets: a.packets + c.packets,
-                    bytes: a.bytes + c.bytes,
-                }));
+            out.reasons.push(sum(&v));
         }
         let hits: PerCpuArray<&MapData, u64> = self.map(names::RULE_HITS)?;
         for i in 0..self.rules as u32 {
@@ -553,11 +536,7 @@ impl Dataplane {
             let v = conns
                 .get(&(self.slot as u32 * MAX_CONNS + i), 0)
                 .map_err(map_err(names::CONN_STATS))?;
-            out.conns
-                .push(v.iter().fold(abi::Counter::default(), |a, c| abi::Counter {
-                    packets: a.packets + c.packets,
-                    bytes: a.bytes + c.bytes,
-                }));
+            out.conns.push(sum(&v));
         }
         Ok(out)
     }
@@ -681,6 +660,32 @@ impl log::Log for XdpLog {
     fn flush(&self) {
         log::logger().flush();
     }
+}
+
+/// Remove `keys` (collected beforehand: deleting while walking a map's keys
+/// skips entries). A key already gone is not an error.
+fn remove_all<K>(
+    name: &'static str,
+    keys: Vec<K>,
+    mut remove: impl FnMut(&K) -> std::result::Result<(), MapError>,
+) -> Result<()> {
+    for k in &keys {
+        match remove(k) {
+            Ok(()) | Err(MapError::KeyNotFound) => {}
+            Err(e) => return Err(map_err(name)(e)),
+        }
+    }
+    Ok(())
+}
+
+/// Per-CPU counters summed.
+fn sum(values: &PerCpuValues<abi::Counter>) -> abi::Counter {
+    values
+        .iter()
+        .fold(abi::Counter::default(), |a, c| abi::Counter {
+            packets: a.packets + c.packets,
+            bytes: a.bytes + c.bytes,
+        })
 }
 
 /// The interface index of `ifname` in the current network namespace.
