@@ -117,7 +117,7 @@ pub enum ParseError {
     /// IP header shorter than its minimum, or cut by the end of the frame.
     TruncatedIp,
     /// Header fields that cannot be right: wrong version, IHL < 5, total
-    /// length below the header length or beyond the frame, jumbograms.
+    /// length below the header length, jumbograms, IPv4-mapped IPv6 addresses.
     BadIpHeader,
     /// IPv6 extension header chain too long or too deep.
     ExtHeaderLimit,
@@ -310,6 +310,12 @@ fn parse_ipv6<P: Packet + ?Sized>(
     out.ip_end = end as u16;
     out.src = Addr::from_v6_octets(sub16(h, 8));
     out.dst = Addr::from_v6_octets(sub16(h, 24));
+    // IPv4-mapped addresses (::ffff:a.b.c.d) never belong on the wire (RFC
+    // 4942 section 2.2), and in map keys they are the IPv4 address itself:
+    // accepted, `::ffff:<port's IPv4>` would pass as the port.
+    if out.src.is_v4() || out.dst.is_v4() {
+        return Err(ParseError::BadIpHeader);
+    }
     let mut next = h[6];
     let mut cur = off + 40;
     for _ in 0..MAX_EXT_HEADERS {
