@@ -15,8 +15,10 @@ use vpcgw::frame::{
     Ext, FragSpec, FrameSpec, L4, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, TPID_8021AD, TPID_8021Q,
 };
 use vpcgw_common::Addr;
-use vpcgw_common::abi::{CtVal, FAMILY_V4, FAMILY_V6};
-use vpcgw_common::conntrack::canonical_key;
+use vpcgw_common::abi::{
+    CT_FIN_BY_REPLY, CT_FROM_LAN, CT_PICKED_UP, CT_SEEN_REPLY, CtVal, FAMILY_V4, FAMILY_V6,
+};
+use vpcgw_common::conntrack::{TcpState, UDP_REPLIED, UDP_UNREPLIED, canonical_key};
 use vpcgw_common::pipeline::Action;
 use vpcgw_common::stats::Reason;
 use vpcgw_common::wire::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP};
@@ -280,6 +282,9 @@ const MULTI_MAC: [u8; 6] = [2, 0, 0, 0, 1, 0x1e];
 // ---------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------
+
+/// TCP PSH (data segments).
+const TCP_PSH: u8 = 0x08;
 
 const PASS: Action = Action::Pass;
 const DROP: Action = Action::Drop;
@@ -1102,6 +1107,519 @@ fn rule_group_without_ingress_rules_admits_nothing() {
         expect(l, If::Lan1, &out, PASS, Reason::PassNew);
         let reply = tcp(INET, 80, CLIENT, 6, TCP_SYN | TCP_ACK).build();
         expect(l, If::Wan, &reply, PASS, Reason::PassEstablished);
+        Ok(())
+    });
+}
+
+// ---------------------------------------------------------------------------
+// 2, 3. Stateful replies and TCP state
+// ---------------------------------------------------------------------------
+
+const WEB: &str = "192.168.1.10";
+const WEB6: &str = "fd00:1::10";
+const DB: &str = "192.168.2.10";
+const GW: &str = "198.51.100.1";
+const PEER: &str = "198.51.100.2";
+
+/// The TCP state of a flow's entry (kernel and host agree), or None.
+#[track_caller]
+fn tcp_state(l: &Loaded, src: &str, sport: u16, dst: &str, dport: u16) -> Option<TcpState> {
+    ct(l, IPPROTO_TCP, ip(src), sport, ip(dst), dport)
+        .map(|v| TcpState::from_u8(v.state).unwrap_or_else(|| panic!("bad TCP state {}", v.state)))
+}
+
+/// One TCP segment of the flow INET:40000 <-> WEB:80, from either side.
+fn http(from_client: bool, flags: u8, payload: usize) -> (If, Vec<u8>) {
+    if from_client {
+        (
+            If::Wan,
+            tcp(INET, 40000, WEB, 80, flags)
+                .with_payload(payload)
+                .build(),
+        )
+    } else {
+        let f = tcp(WEB, 80, INET, 40000, flags).with_payload(payload);
+        (If::Lan0, from_port(f, WEB_MAC))
+    }
+}
+
+/// SYN in, SYN-ACK out, ACK in, data both ways: the first packet is decided
+/// by the policy, the rest take the established fast path.
+#[test]
+fn stateful_tcp_handshake_and_data() {
+    run(CONFIG, |l| {
+        let state = |l: &Loaded| tcp_state(l, INET, 40000, WEB, 80);
+        assert_eq!(state(l), None);
+        let steps: &[(bool, u8, usize, Reason, TcpState)] = &[
+            (true, TCP_SYN, 0, Reason::PassNew, TcpState::SynSent),
+            (
+                false,
+                TCP_SYN | TCP_ACK,
+                0,
+                Reason::PassEstablished,
+                TcpState::SynRecv,
+            ),
+            (
+                true,
+                TCP_ACK,
+                0,
+                Reason::PassEstablished,
+                TcpState::Established,
+            ),
+            (
+                true,
+                TCP_ACK | TCP_PSH,
+                100,
+                Reason::PassEstablished,
+                TcpState::Established,
+            ),
+            (
+                false,
+                TCP_ACK | TCP_PSH,
+                1000,
+                Reason::PassEstablished,
+                TcpState::Established,
+            ),
+            (
+                false,
+                TCP_ACK,
+                0,
+                Reason::PassEstablished,
+                TcpState::Established,
+            ),
+        ];
+        for (i, &(client, flags, payload, reason, want)) in steps.iter().enumerate() {
+            let (on, f) = http(client, flags, payload);
+            expect_case(l, &format!("step {i}"), on, &f, PASS, reason);
+            assert_eq!(state(l), Some(want), "step {i}");
+        }
+        let v = ct(l, IPPROTO_TCP, ip(INET), 40000, ip(WEB), 80).unwrap();
+        assert_eq!(v.generation, l.dp.generation());
+        assert_eq!(v.rule, rule_id(l, "web", 0) + 1, "credited rule (+1)");
+        assert_eq!(v.conn, 0, "not a VPN flow");
+        assert_eq!(v.orig_l4, 80);
+        assert_ne!(v.flags & CT_SEEN_REPLY, 0);
+        assert_eq!(v.flags & (CT_FROM_LAN | CT_PICKED_UP), 0);
+        // The same ports toward another destination port are another flow.
+        let other = tcp(INET, 40000, WEB, 81, TCP_ACK).build();
+        expect(l, If::Wan, &other, DROP, Reason::DropPolicyIngress);
+        // A segment without SYN may pick a flow up mid-stream (as Linux
+        // does), subject to the same rules.
+        let pickup = tcp(INET, 40001, WEB, 80, TCP_ACK).build();
+        expect(l, If::Wan, &pickup, PASS, Reason::PassNew);
+        let v = ct(l, IPPROTO_TCP, ip(INET), 40001, ip(WEB), 80).unwrap();
+        assert_eq!(v.state, TcpState::Established as u8);
+        assert_ne!(v.flags & CT_PICKED_UP, 0);
+        // A flow opened from the LAN is marked so.
+        let out = from_port(tcp(WEB, 50000, INET, 443, TCP_SYN), WEB_MAC);
+        expect(l, If::Lan0, &out, PASS, Reason::PassNew);
+        let v = ct(l, IPPROTO_TCP, ip(WEB), 50000, ip(INET), 443).unwrap();
+        assert_ne!(v.flags & CT_FROM_LAN, 0);
+        assert_eq!(v.rule, rule_id(l, "web", 4) + 1, "web's egress rule");
+        let back = tcp(INET, 443, WEB, 50000, TCP_SYN | TCP_ACK).build();
+        expect(l, If::Wan, &back, PASS, Reason::PassEstablished);
+        Ok(())
+    });
+}
+
+/// UDP replies pass only once the first packet has opened the flow.
+#[test]
+fn stateful_udp_reply_only_after_first_packet() {
+    run(CONFIG, |l| {
+        let reply = udp(INET, 53, WEB, 5353).build();
+        expect(l, If::Wan, &reply, DROP, Reason::DropPolicyIngress);
+        assert!(ct(l, IPPROTO_UDP, ip(INET), 53, ip(WEB), 5353).is_none());
+        let query = from_port(udp(WEB, 5353, INET, 53), WEB_MAC);
+        expect(l, If::Lan0, &query, PASS, Reason::PassNew);
+        let v = ct(l, IPPROTO_UDP, ip(WEB), 5353, ip(INET), 53).unwrap();
+        assert_eq!(v.state, UDP_UNREPLIED);
+        expect(l, If::Wan, &reply, PASS, Reason::PassEstablished);
+        let v = ct(l, IPPROTO_UDP, ip(WEB), 5353, ip(INET), 53).unwrap();
+        assert_eq!(v.state, UDP_REPLIED);
+        expect(l, If::Lan0, &query, PASS, Reason::PassEstablished);
+        // Another source port, or another server, is not the reply.
+        let other_port = udp(INET, 54, WEB, 5353).build();
+        expect(l, If::Wan, &other_port, DROP, Reason::DropPolicyIngress);
+        let other_host = udp("203.0.113.6", 53, WEB, 5353).build();
+        expect(l, If::Wan, &other_host, DROP, Reason::DropPolicyIngress);
+        // IPv6 alike.
+        let reply6 = udp(INET6, 53, WEB6, 5353).build();
+        expect(l, If::Wan, &reply6, DROP, Reason::DropPolicyIngress);
+        let query6 = from_port(udp(WEB6, 5353, INET6, 53), WEB_MAC);
+        expect(l, If::Lan0, &query6, PASS, Reason::PassNew);
+        expect(l, If::Wan, &reply6, PASS, Reason::PassEstablished);
+        Ok(())
+    });
+}
+
+/// An echo request opens a flow its reply belongs to (same identifier); an
+/// echo reply without a request is decided by the policy (web admits only
+/// type 8) and opens nothing.
+#[test]
+fn stateful_icmp_echo() {
+    run(CONFIG, |l| {
+        let req = from_port(echo(WEB, INET, true, 7), WEB_MAC);
+        let rep = echo(INET, WEB, false, 7).build();
+        expect(l, If::Lan0, &req, PASS, Reason::PassNew);
+        let v = ct(l, IPPROTO_ICMP, ip(WEB), 7, ip(INET), 7).unwrap();
+        assert_eq!((v.state, v.orig_l4), (UDP_UNREPLIED, 8 << 8));
+        expect(l, If::Wan, &rep, PASS, Reason::PassEstablished);
+        assert_eq!(
+            ct(l, IPPROTO_ICMP, ip(WEB), 7, ip(INET), 7).unwrap().state,
+            UDP_REPLIED
+        );
+        // Another identifier is another flow: unsolicited.
+        let stray = echo(INET, WEB, false, 8).build();
+        expect(l, If::Wan, &stray, DROP, Reason::DropPolicyIngress);
+        assert!(ct(l, IPPROTO_ICMP, ip(INET), 8, ip(WEB), 8).is_none());
+        // Pings in are admitted by rule 3 (type 8); the reply goes out established.
+        let ping_in = echo(INET, WEB, true, 9).build();
+        expect(l, If::Wan, &ping_in, PASS, Reason::PassNew);
+        expect(l, If::Wan, &ping_in, PASS, Reason::PassEstablished);
+        let pong = from_port(echo(WEB, INET, false, 9), WEB_MAC);
+        expect(l, If::Lan0, &pong, PASS, Reason::PassEstablished);
+        // ICMPv6 echo.
+        let req6 = from_port(echo(WEB6, INET6, true, 10), WEB_MAC);
+        let rep6 = echo(INET6, WEB6, false, 10).build();
+        expect(l, If::Wan, &rep6, DROP, Reason::DropPolicyIngress);
+        expect(l, If::Lan0, &req6, PASS, Reason::PassNew);
+        expect(l, If::Wan, &rep6, PASS, Reason::PassEstablished);
+        assert!(ct(l, IPPROTO_ICMPV6, ip(WEB6), 10, ip(INET6), 10).is_some());
+        Ok(())
+    });
+}
+
+/// Where the policy admits echo replies (rule 14 of RULES: any protocol from
+/// 203.0.113.128/25), an unsolicited one passes, each time as new: a reply
+/// opens no flow.
+#[test]
+fn stateful_unsolicited_echo_reply_admitted_by_policy_opens_nothing() {
+    run(RULES, |l| {
+        let r_any = rule_id(l, "fields", 14);
+        let rep = echo("203.0.113.200", ALPHA, false, 3).build();
+        for i in 0..2 {
+            let what = format!("unsolicited reply #{i}");
+            expect_credit(l, &what, If::Wan, &rep, (PASS, Reason::PassNew), &[r_any]);
+            assert!(ct(l, IPPROTO_ICMP, ip("203.0.113.200"), 3, ip(ALPHA), 3).is_none());
+        }
+        let outside = echo(INET, ALPHA, false, 3).build();
+        expect(l, If::Wan, &outside, DROP, Reason::DropPolicyIngress);
+        Ok(())
+    });
+}
+
+/// RST closes a flow from any state; the tuple reopens with a new SYN.
+#[test]
+fn tcp_rst_closes() {
+    run(CONFIG, |l| {
+        let handshake = [
+            (true, TCP_SYN, Reason::PassNew),
+            (false, TCP_SYN | TCP_ACK, Reason::PassEstablished),
+            (true, TCP_ACK, Reason::PassEstablished),
+        ];
+        for (from_client, flags, reason) in handshake {
+            let (on, f) = http(from_client, flags, 0);
+            expect(l, on, &f, PASS, reason);
+        }
+        assert_eq!(
+            tcp_state(l, INET, 40000, WEB, 80),
+            Some(TcpState::Established)
+        );
+        let (on, rst) = http(false, TCP_RST | TCP_ACK, 0);
+        expect(l, on, &rst, PASS, Reason::PassEstablished);
+        assert_eq!(tcp_state(l, INET, 40000, WEB, 80), Some(TcpState::Close));
+        // Port reuse: a new SYN from the original side starts over.
+        let (on, syn) = http(true, TCP_SYN, 0);
+        expect(l, on, &syn, PASS, Reason::PassEstablished);
+        assert_eq!(tcp_state(l, INET, 40000, WEB, 80), Some(TcpState::SynSent));
+        // A RST in SYN_SENT (connection refused) closes too.
+        let (on, rst) = http(false, TCP_RST | TCP_ACK, 0);
+        expect(l, on, &rst, PASS, Reason::PassEstablished);
+        assert_eq!(tcp_state(l, INET, 40000, WEB, 80), Some(TcpState::Close));
+        Ok(())
+    });
+}
+
+/// Orderly closes reach TIME_WAIT: FINs crossing, a half-close, and the
+/// server closing first.
+#[test]
+fn tcp_fin_fin_ack_reaches_time_wait() {
+    use TcpState::*;
+    run(CONFIG, |l| {
+        let closes: &[(&str, &[(bool, u8, TcpState)])] = &[
+            (
+                "client closes, server closes, client acks",
+                &[
+                    (true, TCP_FIN | TCP_ACK, FinWait),
+                    (false, TCP_FIN | TCP_ACK, LastAck),
+                    (true, TCP_ACK, TimeWait),
+                ],
+            ),
+            (
+                "half-close: client FIN acked, server sends, then closes",
+                &[
+                    (true, TCP_FIN | TCP_ACK, FinWait),
+                    (false, TCP_ACK, CloseWait),
+                    (false, TCP_ACK | TCP_PSH, CloseWait),
+                    (false, TCP_FIN | TCP_ACK, LastAck),
+                    (true, TCP_ACK, TimeWait),
+                ],
+            ),
+            (
+                "server closes first",
+                &[
+                    (false, TCP_FIN | TCP_ACK, FinWait),
+                    (true, TCP_ACK, CloseWait),
+                    (true, TCP_FIN | TCP_ACK, LastAck),
+                    (false, TCP_ACK, TimeWait),
+                ],
+            ),
+        ];
+        for (n, (what, steps)) in closes.iter().enumerate() {
+            let sport = 41000 + n as u16;
+            let seg = |client: bool, flags: u8| -> (If, Vec<u8>) {
+                if client {
+                    (If::Wan, tcp(INET, sport, WEB, 80, flags).build())
+                } else {
+                    (
+                        If::Lan0,
+                        from_port(tcp(WEB, 80, INET, sport, flags), WEB_MAC),
+                    )
+                }
+            };
+            let (on, f) = seg(true, TCP_SYN);
+            expect_case(l, what, on, &f, PASS, Reason::PassNew);
+            for (client, flags) in [(false, TCP_SYN | TCP_ACK), (true, TCP_ACK)] {
+                let (on, f) = seg(client, flags);
+                expect_case(l, what, on, &f, PASS, Reason::PassEstablished);
+            }
+            for (i, &(client, flags, want)) in steps.iter().enumerate() {
+                let (on, f) = seg(client, flags);
+                expect_case(
+                    l,
+                    &format!("{what}, step {i}"),
+                    on,
+                    &f,
+                    PASS,
+                    Reason::PassEstablished,
+                );
+                assert_eq!(
+                    tcp_state(l, INET, sport, WEB, 80),
+                    Some(want),
+                    "{what}, step {i}"
+                );
+            }
+        }
+        // The server closing first is remembered on the entry.
+        let v = ct(l, IPPROTO_TCP, ip(INET), 41002, ip(WEB), 80).unwrap();
+        assert_ne!(v.flags & CT_FIN_BY_REPLY, 0);
+        Ok(())
+    });
+}
+
+/// A SYN-ACK or a RST that belongs to no flow is decided by the policy and
+/// opens nothing: the next one is decided again.
+#[test]
+fn tcp_synack_or_rst_without_flow_opens_nothing() {
+    run(CONFIG, |l| {
+        let cases = [
+            // To web's open port 80: the policy admits them, but only as
+            // single packets.
+            (
+                "SYN-ACK in to :80",
+                If::Wan,
+                tcp(INET, 5555, WEB, 80, TCP_SYN | TCP_ACK).build(),
+                PASS,
+                Reason::PassNew,
+            ),
+            (
+                "RST in to :80",
+                If::Wan,
+                tcp(INET, 5556, WEB, 80, TCP_RST).build(),
+                PASS,
+                Reason::PassNew,
+            ),
+            (
+                "RST-ACK in to :80",
+                If::Wan,
+                tcp(INET, 5557, WEB, 80, TCP_RST | TCP_ACK).build(),
+                PASS,
+                Reason::PassNew,
+            ),
+            // To a closed port: denied.
+            (
+                "SYN-ACK in to :44444",
+                If::Wan,
+                tcp(INET, 80, WEB, 44444, TCP_SYN | TCP_ACK).build(),
+                DROP,
+                Reason::DropPolicyIngress,
+            ),
+            (
+                "RST in to :44444",
+                If::Wan,
+                tcp(INET, 80, WEB, 44444, TCP_RST).build(),
+                DROP,
+                Reason::DropPolicyIngress,
+            ),
+            // Out, under web's egress rule.
+            (
+                "SYN-ACK out",
+                If::Lan0,
+                from_port(tcp(WEB, 80, INET, 5558, TCP_SYN | TCP_ACK), WEB_MAC),
+                PASS,
+                Reason::PassNew,
+            ),
+            (
+                "RST out",
+                If::Lan0,
+                from_port(tcp(WEB, 80, INET, 5559, TCP_RST), WEB_MAC),
+                PASS,
+                Reason::PassNew,
+            ),
+        ];
+        for (what, on, frame, action, reason) in cases {
+            for round in 0..2 {
+                expect_case(l, &format!("{what} #{round}"), on, &frame, action, reason);
+            }
+        }
+        assert!(
+            l.dp.ct_entries().unwrap().is_empty(),
+            "kernel conntrack: {:?}",
+            l.dp.ct_entries()
+        );
+        assert!(l.host.ct.is_empty(), "host conntrack: {:?}", l.host.ct);
+        Ok(())
+    });
+}
+
+// ---------------------------------------------------------------------------
+// 4. Spoofed sources
+// ---------------------------------------------------------------------------
+
+/// On the LAN a source must be a port's address, with the port's MAC when
+/// one is configured (RULES: every port has one).
+#[test]
+fn spoofed_sources_on_the_lan() {
+    run(RULES, |l| {
+        let spoofed = Reason::DropSpoofed;
+        let other_mac = [2, 0, 0, 0, 0x99, 0x99];
+        let cases = [
+            (
+                "unknown address in a VPC subnet",
+                tcp("192.168.1.99", 1, INET, 7001, TCP_SYN).with_src_mac(ALPHA_MAC),
+            ),
+            (
+                "address outside the VPC",
+                tcp("8.8.8.8", 1, INET, 7001, TCP_SYN).with_src_mac(ALPHA_MAC),
+            ),
+            (
+                "unspecified address",
+                udp("0.0.0.0", 68, "255.255.255.255", 67).with_src_mac(ALPHA_MAC),
+            ),
+            (
+                "alpha's address, unknown MAC",
+                tcp(ALPHA, 1, INET, 7001, TCP_SYN).with_src_mac(other_mac),
+            ),
+            (
+                "alpha's address, client's MAC",
+                tcp(ALPHA, 1, INET, 7001, TCP_SYN).with_src_mac(CLIENT_MAC),
+            ),
+            (
+                "client's address, alpha's MAC",
+                tcp(CLIENT, 1, INET, 80, TCP_SYN).with_src_mac(ALPHA_MAC),
+            ),
+            (
+                "client's address to alpha, alpha's MAC",
+                tcp(CLIENT, 1, ALPHA, 80, TCP_SYN).with_src_mac(ALPHA_MAC),
+            ),
+            (
+                "alpha's IPv6 address, unknown MAC",
+                udp(ALPHA6, 1, INET6, 53).with_src_mac(other_mac),
+            ),
+            (
+                "unknown IPv6 address",
+                udp("fd00:1::99", 1, INET6, 53).with_src_mac(ALPHA_MAC),
+            ),
+            (
+                "link-local IPv6 address",
+                udp("fe80::1", 1, INET6, 53).with_src_mac(ALPHA_MAC),
+            ),
+        ];
+        for (what, spec) in cases {
+            for on in [If::Lan0, If::Lan1] {
+                expect_case(l, what, on, &spec.build(), DROP, spoofed);
+            }
+        }
+        // An IPv4-mapped IPv6 address is the IPv4 address in map keys: as a
+        // source it would pass for the port. Such addresses never belong on
+        // the wire (RFC 4942 2.2), so the parser refuses them, either way.
+        let mapped = from_port(udp("::ffff:192.168.1.10", 1, INET6, 53), ALPHA_MAC);
+        expect(l, If::Lan0, &mapped, DROP, Reason::DropBadIpHeader);
+        let mapped = tcp(INET6, 1, "::ffff:192.168.1.10", 443, TCP_SYN).build();
+        expect(l, If::Wan, &mapped, DROP, Reason::DropBadIpHeader);
+        // The genuine article, on either LAN interface.
+        let ok = from_port(tcp(ALPHA, 2, INET, 7001, TCP_SYN), ALPHA_MAC);
+        expect(l, If::Lan0, &ok, PASS, Reason::PassNew);
+        let ok = from_port(udp(ALPHA6, 2, INET6, 53), ALPHA_MAC);
+        expect(l, If::Lan1, &ok, PASS, Reason::PassNew);
+        Ok(())
+    });
+}
+
+/// A port without a configured MAC is checked by address only.
+#[test]
+fn lan_port_without_mac_is_checked_by_address_only() {
+    run(CONFIG, |l| {
+        let any_mac = udp(DB, 1, INET, 53)
+            .with_src_mac([2, 0, 0, 0, 0x77, 0x77])
+            .build();
+        expect(l, If::Lan1, &any_mac, PASS, Reason::PassNew);
+        let spoof = udp("192.168.2.11", 1, INET, 53).build();
+        expect(l, If::Lan1, &spoof, DROP, Reason::DropSpoofed);
+        Ok(())
+    });
+}
+
+/// On the WAN, inside addresses (ports, and VPN remote subnets, which only
+/// arrive through the tunnel) are spoofed, whatever they are sent to.
+#[test]
+fn spoofed_sources_on_the_wan() {
+    run(CONFIG, |l| {
+        let cases = [
+            ("web's address to db", tcp(WEB, 1, DB, 5432, TCP_SYN)),
+            ("web's address to web", tcp(WEB, 1, WEB, 80, TCP_SYN)),
+            ("web's IPv6 address", tcp(WEB6, 1, WEB6, 443, TCP_SYN)),
+            ("db's address to the gateway", udp(DB, 1, GW, 53)),
+            ("DC subnet to web", tcp("192.168.3.7", 1, WEB, 22, TCP_SYN)),
+            (
+                "other DC subnet to web",
+                tcp("192.168.4.255", 1, WEB, 80, TCP_SYN),
+            ),
+            (
+                "DC subnet: IKE to the gateway",
+                udp("192.168.3.1", 500, GW, 500),
+            ),
+            ("DC subnet: ESP to the gateway", raw("192.168.4.1", GW, 50)),
+            (
+                "DC subnet: to the Internet",
+                udp("192.168.3.1", 1, "8.8.8.8", 53),
+            ),
+        ];
+        for (what, spec) in cases {
+            expect_case(
+                l,
+                what,
+                If::Wan,
+                &spec.build(),
+                DROP,
+                Reason::DropWanSpoofed,
+            );
+        }
+        // Just outside the VPN remote subnets and the ports: not spoofed.
+        let near = tcp("192.168.5.1", 1, WEB, 80, TCP_SYN).build();
+        expect(l, If::Wan, &near, PASS, Reason::PassNew);
+        let unused = tcp("192.168.1.99", 1, WEB, 80, TCP_SYN).build();
+        expect(l, If::Wan, &unused, PASS, Reason::PassNew);
         Ok(())
     });
 }
