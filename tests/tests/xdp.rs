@@ -17,6 +17,7 @@ use vpcgw::frame::{
 use vpcgw_common::Addr;
 use vpcgw_common::abi::{
     CT_FIN_BY_REPLY, CT_FROM_LAN, CT_PICKED_UP, CT_SEEN_REPLY, CtVal, FAMILY_V4, FAMILY_V6,
+    FragKey, FragVal, map_names,
 };
 use vpcgw_common::conntrack::{TcpState, UDP_REPLIED, UDP_UNREPLIED, canonical_key};
 use vpcgw_common::pipeline::Action;
@@ -1620,6 +1621,328 @@ fn spoofed_sources_on_the_wan() {
         expect(l, If::Wan, &near, PASS, Reason::PassNew);
         let unused = tcp("192.168.1.99", 1, WEB, 80, TCP_SYN).build();
         expect(l, If::Wan, &unused, PASS, Reason::PassNew);
+        Ok(())
+    });
+}
+
+// ---------------------------------------------------------------------------
+// 5. VLAN tags and EtherTypes
+// ---------------------------------------------------------------------------
+
+/// `frame` with the EtherType after its VLAN tags replaced (ARP, LLDP ...).
+fn with_ethertype(spec: &FrameSpec, ethertype: u16) -> Vec<u8> {
+    let mut f = spec.build();
+    let at = spec.link_len() - 2;
+    f[at..at + 2].copy_from_slice(&ethertype.to_be_bytes());
+    f
+}
+
+/// One tag or two (802.1Q, 802.1ad, in either order) reach the same
+/// decision as none; a third is refused. ARP passes, other EtherTypes not.
+#[test]
+fn vlan_tags() {
+    run(CONFIG, |l| {
+        const Q: u16 = TPID_8021Q;
+        const AD: u16 = TPID_8021AD;
+        let tagged: &[&[(u16, u16)]] = &[
+            &[],
+            &[(Q, 100)],
+            &[(AD, 100)],
+            &[(Q, 0)],
+            &[(AD, 100), (Q, 200)],
+            &[(Q, 100), (Q, 200)],
+            &[(AD, 4095), (AD, 1)],
+        ];
+        for (i, tags) in tagged.iter().enumerate() {
+            let sport = 30000 + i as u16;
+            let mut spec = tcp(INET, sport, WEB, 80, TCP_SYN);
+            let mut out = tcp(WEB, sport, INET, 443, TCP_SYN).with_src_mac(WEB_MAC);
+            let mut arp = udp(WEB, 1, INET, 1).with_payload(8);
+            let mut lldp = udp(INET, 1, WEB, 1);
+            for &(tpid, id) in *tags {
+                spec = spec.with_vlan(tpid, id);
+                out = out.with_vlan(tpid, id);
+                arp = arp.with_vlan(tpid, id);
+                lldp = lldp.with_vlan(tpid, id);
+            }
+            let what = format!("tags {tags:x?}");
+            expect_case(l, &what, If::Wan, &spec.build(), PASS, Reason::PassNew);
+            expect_case(
+                l,
+                &what,
+                If::Wan,
+                &spec.build(),
+                PASS,
+                Reason::PassEstablished,
+            );
+            expect_case(l, &what, If::Lan0, &out.build(), PASS, Reason::PassNew);
+            let f = with_ethertype(&arp, 0x0806);
+            expect_case(l, &what, If::Lan0, &f, PASS, Reason::PassArp);
+            let f = with_ethertype(&lldp, 0x88cc);
+            expect_case(
+                l,
+                &what,
+                If::Wan,
+                &f,
+                DROP,
+                Reason::DropUnsupportedEthertype,
+            );
+        }
+        let three: &[[u16; 3]] = &[[Q, Q, Q], [AD, Q, Q], [AD, AD, Q], [Q, AD, AD]];
+        for (i, tpids) in three.iter().enumerate() {
+            let mut spec = tcp(INET, 31000 + i as u16, WEB, 80, TCP_SYN);
+            let mut arp = udp(WEB, 1, INET, 1).with_payload(8);
+            for (n, tpid) in tpids.iter().enumerate() {
+                spec = spec.with_vlan(*tpid, 10 + n as u16);
+                arp = arp.with_vlan(*tpid, 10 + n as u16);
+            }
+            let what = format!("three tags {tpids:x?}");
+            expect_case(
+                l,
+                &what,
+                If::Wan,
+                &spec.build(),
+                DROP,
+                Reason::DropTooManyVlans,
+            );
+            let f = with_ethertype(&arp, 0x0806);
+            expect_case(l, &what, If::Lan0, &f, DROP, Reason::DropTooManyVlans);
+        }
+        Ok(())
+    });
+}
+
+// ---------------------------------------------------------------------------
+// 6. IPv6 extension headers, atomic fragments, ND/MLD
+// ---------------------------------------------------------------------------
+
+/// Fragment entries, kernel and host (which must hold the same keys).
+fn frag_keys(l: &Loaded) -> Vec<FragKey> {
+    use aya::maps::{HashMap as BpfHashMap, MapData};
+    let m: BpfHashMap<&MapData, FragKey, FragVal> = l.dp.map(map_names::FRAGS).unwrap();
+    let mut kernel: Vec<FragKey> = m.keys().map(|k| k.unwrap()).collect();
+    let mut host: Vec<FragKey> = l.host.frags.keys().copied().collect();
+    let order = |k: &FragKey| (k.src, k.dst, k.id, k.proto, k.family);
+    kernel.sort_by_key(order);
+    host.sort_by_key(order);
+    assert_eq!(kernel, host, "FRAGS: kernel vs host");
+    kernel
+}
+
+/// Extension headers are walked to the transport header; routing type 0
+/// (RFC 5095) and chains too long or too deep are refused.
+#[test]
+fn ipv6_extension_headers() {
+    run(CONFIG, |l| {
+        let dopts = |len8| Ext::Raw { proto: 60, len8 };
+        let pass = (PASS, Reason::PassNew);
+        let cases: Vec<(&str, Vec<Ext>, (Action, Reason))> = vec![
+            ("hop-by-hop", vec![Ext::HopByHop], pass),
+            ("destination options", vec![Ext::DestOpts], pass),
+            ("routing type 2", vec![Ext::Routing { ty: 2 }], pass),
+            ("routing type 4 (SRH)", vec![Ext::Routing { ty: 4 }], pass),
+            ("routing type 3 (RPL)", vec![Ext::Routing { ty: 3 }], pass),
+            (
+                "routing type 0",
+                vec![Ext::Routing { ty: 0 }],
+                dropped(Reason::DropRoutingHeader0),
+            ),
+            (
+                "routing type 0 deep in the chain",
+                vec![Ext::HopByHop, Ext::DestOpts, Ext::Routing { ty: 0 }],
+                dropped(Reason::DropRoutingHeader0),
+            ),
+            ("AH", vec![Ext::Ah], pass),
+            (
+                "mobility, HIP, shim6 headers",
+                vec![
+                    Ext::Raw {
+                        proto: 135,
+                        len8: 0,
+                    },
+                    Ext::Raw {
+                        proto: 139,
+                        len8: 1,
+                    },
+                    Ext::Raw {
+                        proto: 140,
+                        len8: 0,
+                    },
+                ],
+                pass,
+            ),
+            (
+                "the usual order",
+                vec![
+                    Ext::HopByHop,
+                    Ext::DestOpts,
+                    Ext::Routing { ty: 2 },
+                    Ext::Ah,
+                    Ext::DestOpts,
+                ],
+                pass,
+            ),
+            ("seven headers", vec![Ext::DestOpts; 7], pass),
+            (
+                "nine headers",
+                vec![Ext::DestOpts; 9],
+                dropped(Reason::DropExtHeaderLimit),
+            ),
+            (
+                "twenty headers",
+                vec![Ext::HopByHop; 20],
+                dropped(Reason::DropExtHeaderLimit),
+            ),
+            // The transport header may start at most 512 bytes into the frame.
+            ("256 bytes of options", vec![dopts(31)], pass),
+            (
+                "512 bytes of options",
+                vec![dopts(63)],
+                dropped(Reason::DropExtHeaderLimit),
+            ),
+            (
+                "2 KiB of options",
+                vec![dopts(255)],
+                dropped(Reason::DropExtHeaderLimit),
+            ),
+            (
+                "three 160-byte headers",
+                vec![dopts(19), dopts(19), dopts(19)],
+                dropped(Reason::DropExtHeaderLimit),
+            ),
+            (
+                "atomic fragment",
+                vec![Ext::Fragment(frag(5, 0, false))],
+                pass,
+            ),
+            (
+                "atomic fragment after AH",
+                vec![Ext::Ah, Ext::Fragment(frag(6, 0, false)), Ext::DestOpts],
+                pass,
+            ),
+        ];
+        for (i, (what, exts, want)) in cases.into_iter().enumerate() {
+            let sport = 32000 + i as u16;
+            let mut spec = tcp(INET6, sport, WEB6, 443, TCP_SYN);
+            let mut out = tcp(WEB6, sport, INET6, 443, TCP_SYN).with_src_mac(WEB_MAC);
+            for e in exts {
+                spec = spec.with_ext(e.clone());
+                out = out.with_ext(e);
+            }
+            expect_case(l, what, If::Wan, &spec.build(), want.0, want.1);
+            expect_case(l, what, If::Lan0, &out.build(), want.0, want.1);
+        }
+        // An atomic fragment is a whole packet (RFC 6946): it leaves no
+        // fragment state, and a later fragment with its id has no first.
+        assert!(frag_keys(l).is_empty());
+        let later = tcp(INET6, 32017, WEB6, 443, TCP_SYN)
+            .with_frag(frag(5, 8, false))
+            .build();
+        expect(l, If::Wan, &later, DROP, Reason::DropFragmentNoFirst);
+        Ok(())
+    });
+}
+
+/// A chain of exactly MAX_EXT_HEADERS (8) extension headers should be
+/// walked: eight are, and the ninth step is the transport header.
+#[test]
+#[ignore = "bug: wire::parse_ipv6 spends its last loop step on the 8th extension header and \
+            refuses the packet (drop_ipv6_ext_header_limit) without looking at the transport \
+            header behind it: at most 7 extension headers pass, not MAX_EXT_HEADERS = 8"]
+fn ipv6_eight_extension_headers_pass() {
+    run(CONFIG, |l| {
+        let mut spec = tcp(INET6, 1, WEB6, 443, TCP_SYN);
+        for _ in 0..8 {
+            spec = spec.with_ext(Ext::DestOpts);
+        }
+        expect(l, If::Wan, &spec.build(), PASS, Reason::PassNew);
+        Ok(())
+    });
+}
+
+/// Neighbour discovery and multicast listener messages pass before any
+/// address check (link-local sources are no port's); other ICMPv6 does not.
+#[test]
+fn ipv6_nd_and_mld_pass() {
+    run(CONFIG, |l| {
+        let ll = "fe80::1";
+        let nd = [133u8, 134, 135, 136, 137];
+        let mld = [130u8, 131, 132, 143];
+        for ty in nd {
+            let f = icmp(ll, "ff02::1", ty, 0).with_payload(16).build();
+            expect_case(
+                l,
+                &format!("ND {ty} on the LAN"),
+                If::Lan0,
+                &f,
+                PASS,
+                Reason::PassNdp,
+            );
+            expect_case(
+                l,
+                &format!("ND {ty} on the WAN"),
+                If::Wan,
+                &f,
+                PASS,
+                Reason::PassNdp,
+            );
+            let f = icmp(WEB6, "ff02::1:ff00:1", ty, 0)
+                .with_vlan(TPID_8021Q, 5)
+                .build();
+            expect_case(
+                l,
+                &format!("ND {ty} tagged"),
+                If::Lan1,
+                &f,
+                PASS,
+                Reason::PassNdp,
+            );
+        }
+        for ty in mld {
+            // MLD carries a hop-by-hop header (router alert).
+            let f = icmp(ll, "ff02::16", ty, 0)
+                .with_ext(Ext::HopByHop)
+                .with_payload(20)
+                .build();
+            expect_case(
+                l,
+                &format!("MLD {ty} on the LAN"),
+                If::Lan0,
+                &f,
+                PASS,
+                Reason::PassNdp,
+            );
+            expect_case(
+                l,
+                &format!("MLD {ty} on the WAN"),
+                If::Wan,
+                &f,
+                PASS,
+                Reason::PassNdp,
+            );
+        }
+        // Not ND: decided like anything else (a link-local source is no port).
+        for ty in [128u8, 129, 138, 139, 144] {
+            let f = icmp(ll, "ff02::1", ty, 0).build();
+            expect_case(
+                l,
+                &format!("ICMPv6 {ty}"),
+                If::Lan0,
+                &f,
+                DROP,
+                Reason::DropSpoofed,
+            );
+        }
+        // ND in a fragment is not ND (RFC 6980): decided by the policy.
+        let f = icmp(ll, "ff02::1", 135, 0)
+            .with_frag(frag(9, 0, true))
+            .with_payload(16)
+            .build();
+        expect(l, If::Lan0, &f, DROP, Reason::DropSpoofed);
+        // Truncated ND is still truncated.
+        let f = icmp(ll, "ff02::1", 135, 0).build();
+        let cut = &f[..f.len() - 1];
+        expect(l, If::Lan0, cut, DROP, Reason::DropTruncatedIp);
         Ok(())
     });
 }
