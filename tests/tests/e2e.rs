@@ -905,17 +905,14 @@ fn sigterm_stops_cleanly() -> Result<()> {
     })
 }
 
-/// Known bug (reported; the fix belongs in the data plane): a flow cut by a
-/// reload comes back when the *server* sends first after the reload. The
-/// server's segment is re-decided under the flow's original direction
-/// (inet -> srv1:80, denied), the entry is deleted and the segment dropped;
-/// the server retransmits, and with no entry left the retransmission opens a
-/// new flow as a mid-stream pickup from srv1 (egress any allows it); inet's
-/// packets are replies of that flow from then on. Removing the ingress rule
-/// therefore does not cut a connection on which the server talks (a
-/// download, an SSH session with output, keepalives).
+/// A flow cut by a reload stays cut when the *server* sends first after the
+/// reload. Its segment is re-decided under the flow's original direction
+/// (inet -> srv1:80, now denied) and dropped; the entry stays as a revoked
+/// marker, so the server's retransmissions are dropped too instead of being
+/// picked up mid-stream as a new flow that egress rules would admit (the
+/// bug this test was written for: removing an ingress rule did not cut a
+/// connection on which the server talks).
 #[test]
-#[ignore = "known bug: a cut flow is re-opened as a mid-stream pickup by the server's retransmission"]
 fn reload_cut_flow_revived_by_the_server() -> Result<()> {
     e2e(|env| {
         let b = env.bed;

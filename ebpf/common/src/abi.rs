@@ -277,6 +277,9 @@ pub const CT_PICKED_UP: u8 = 4;
 pub const CT_FROM_LAN: u8 = 8;
 /// TCP: the first FIN came from the reply side (meaningful from FIN_WAIT on).
 pub const CT_FIN_BY_REPLY: u8 = 16;
+/// A reload's policy no longer admits the flow: its packets are dropped
+/// (both ways) until it falls silent, so it cannot be revived mid-stream.
+pub const CT_REVOKED: u8 = 32;
 
 /// `FRAGS` key: one fragmented datagram.
 #[repr(C)]

@@ -14,9 +14,9 @@
 //! 6. new flows are decided by the security groups, then VPN classification.
 
 use crate::abi::{
-    CT_FIN_BY_REPLY, CT_FROM_LAN, CT_ORIG_IS_A, CT_PICKED_UP, CT_SEEN_REPLY, Config, CtKey, CtVal,
-    FragKey, FragVal, NONE, PORT_HAS_MAC, ROLE_LAN, ROLE_WAN, WAN_DEFAULT_DROP, XSK_META_MAGIC,
-    XskMeta,
+    CT_FIN_BY_REPLY, CT_FROM_LAN, CT_ORIG_IS_A, CT_PICKED_UP, CT_REVOKED, CT_SEEN_REPLY, Config,
+    CtKey, CtVal, FragKey, FragVal, NONE, PORT_HAS_MAC, ROLE_LAN, ROLE_WAN, WAN_DEFAULT_DROP,
+    XSK_META_MAGIC, XskMeta,
 };
 use crate::conntrack::{
     REFRESH_NS, TcpState, Timeout, UDP_REPLIED, UDP_UNREPLIED, canonical_key_into, expired,
@@ -419,26 +419,40 @@ fn track<M: DataplaneMaps, P: Packet + ?Sized>(
                 timeout(cfg, timeout_for(w.p.proto, v.state)),
             )
         {
-            if v.generation == cfg.generation {
+            if v.generation != cfg.generation {
+                // Admitted (or revoked) under an older policy: ask again
+                // about the flow's first packet, keeping its state if it is
+                // allowed now.
+                let (src, dst) = if v.flags & CT_ORIG_IS_A != 0 {
+                    (w.key.a, w.key.b)
+                } else {
+                    (w.key.b, w.key.a)
+                };
+                w.flow.src = src;
+                w.flow.dst = dst;
+                w.flow.port = v.orig_l4;
+                w.ask = if v.flags & CT_FROM_LAN != 0 {
+                    Origin::Lan
+                } else {
+                    Origin::Wan
+                };
+                w.then = Then::Readmit;
+            } else if v.flags & CT_REVOKED == 0 {
                 let conn = established(v, &w.p, src_is_a, ing.now);
                 return forward(m, cfg, ing, conn, Reason::PassEstablished);
+            } else if !(p.proto == IPPROTO_TCP
+                && tcp_may_open(p.tcp_flags) == Some(TcpState::SynSent))
+            {
+                // A flow the current policy revoked stays dropped both ways
+                // while it keeps trying: without the entry, a retransmission
+                // from the inside would be picked up mid-stream as a new flow
+                // and pass its egress rule. Only a new connection attempt
+                // (a SYN) is decided again, below.
+                if ing.now.saturating_sub(v.last_seen) > REFRESH_NS {
+                    v.last_seen = ing.now;
+                }
+                return Outcome::drop(Reason::DropRevoked);
             }
-            // Admitted under an older policy: ask again about the flow's
-            // first packet, keeping its state if still allowed.
-            let (src, dst) = if v.flags & CT_ORIG_IS_A != 0 {
-                (w.key.a, w.key.b)
-            } else {
-                (w.key.b, w.key.a)
-            };
-            w.flow.src = src;
-            w.flow.dst = dst;
-            w.flow.port = v.orig_l4;
-            w.ask = if v.flags & CT_FROM_LAN != 0 {
-                Origin::Lan
-            } else {
-                Origin::Wan
-            };
-            w.then = Then::Readmit;
         }
         if w.then != Then::Readmit {
             // A new flow (or an expired entry, which the insert replaces).
@@ -473,8 +487,19 @@ fn track<M: DataplaneMaps, P: Packet + ?Sized>(
 
     let d = decide_new(m, cfg.slot, w.ask, &w.flow);
     if !d.allowed() {
-        if w.then == Then::Readmit {
-            m.ct_remove(&w.key);
+        if w.then == Then::Readmit
+            && let Some(v) = m.ct_get(&w.key)
+        {
+            // Revoked: kept as a marker that drops the flow (see above)
+            // until it falls silent for its timeout.
+            v.flags |= CT_REVOKED;
+            v.generation = cfg.generation;
+            v.last_seen = ing.now;
+            v.state = if w.p.proto == IPPROTO_TCP {
+                TcpState::Close as u8
+            } else {
+                UDP_UNREPLIED
+            };
         }
         return Outcome::drop(d.reason);
     }
@@ -491,6 +516,7 @@ fn track<M: DataplaneMaps, P: Packet + ?Sized>(
                 v.generation = cfg.generation;
                 v.conn = conn;
                 v.rule = d.rule();
+                v.flags &= !CT_REVOKED;
                 conn = established(v, &w.p, w.src_is_a, ing.now);
             }
             return forward(m, cfg, ing, conn, Reason::PassEstablished);

@@ -62,6 +62,8 @@ reasons! {
     DropWanSpoofed = "drop_wan_spoofed", true;
     DropPolicyEgress = "drop_policy_egress", true;
     DropPolicyIngress = "drop_policy_ingress", true;
+    /// Packet of a tracked flow that a reload's policy no longer admits.
+    DropRevoked = "drop_revoked", true;
     /// To a connection's remote subnets from outside its local subnets:
     /// would leave in clear, so it does not leave at all.
     DropVpnNotLocal = "drop_vpn_not_local", true;
