@@ -246,7 +246,8 @@ fn rule_at<'c>(cfg: &'c Config, c: &Compiled, id: u32) -> Option<&'c Rule> {
     cfg.groups.get(group)?.rules.get(index)
 }
 
-/// "security group sg-web rule 2: ingress IPv4 tcp 80 from any"
+/// "security group sg-web rule 2: ingress IPv4 tcp 80 from any" (rules
+/// numbered from 1 within their group, as in configuration messages)
 pub fn rule_line(cfg: &Config, c: &Compiled, id: u32) -> String {
     let Some(RuleRef { group, index }) = c.rules.get(id as usize).copied() else {
         return format!("rule #{id}");
@@ -257,7 +258,7 @@ pub fn rule_line(cfg: &Config, c: &Compiled, id: u32) -> String {
     format!(
         "security group {} rule {}: {}",
         g.name,
-        index,
+        index + 1,
         rule_text(cfg, r)
     )
 }
@@ -454,7 +455,7 @@ mod tests {
         assert!(
             e.lines
                 .iter()
-                .any(|l| l.contains("security group web rule 0")),
+                .any(|l| l.contains("security group web rule 1")),
             "{e}"
         );
         let e = explain(&cfg, &q("1.2.3.4", "192.168.1.10", IPPROTO_TCP, 22)).unwrap();

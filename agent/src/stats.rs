@@ -62,6 +62,7 @@ pub struct ReasonStat {
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct RuleStat {
     pub group: String,
+    /// Position in the group, from 1 (as configuration messages count).
     pub index: usize,
     pub rule: String,
     /// Flows this rule admitted (the first matching rule is credited).
@@ -168,7 +169,7 @@ impl Snapshot {
                     .copied()
                     .unwrap_or(0);
                 Some(RuleStat {
-                    index: c.rules.get(id).map_or(0, |r| r.index),
+                    index: c.rules.get(id).map_or(0, |r| r.index + 1),
                     group,
                     rule,
                     flows: now + before,

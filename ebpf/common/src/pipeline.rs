@@ -322,7 +322,15 @@ fn frag_key(p: &Parsed, id: u32) -> FragKey {
         src: p.src,
         dst: p.dst,
         id,
-        proto: p.proto,
+        // IPv6 reassembles by source, destination and identification alone
+        // (RFC 8200 4.5): the fragment header of a later fragment names the
+        // first header of the fragmentable part (destination options, say),
+        // where the first fragment was parsed through to the transport.
+        proto: if p.family == crate::abi::FAMILY_V6 {
+            0
+        } else {
+            p.proto
+        },
         family: p.family,
         _pad: 0,
     }
