@@ -2371,3 +2371,566 @@ fn bad_header_fields_are_dropped() {
         Ok(())
     });
 }
+
+// ---------------------------------------------------------------------------
+// 8. Fragments
+// ---------------------------------------------------------------------------
+
+/// IPv4 fragments: the first is decided like any packet, later ones follow
+/// its verdict; later ones without an admitted first are dropped (also when
+/// they arrive before it); RFC 1858 and tiny first fragments are attacks.
+#[test]
+fn fragments_ipv4() {
+    run(CONFIG, |l| {
+        let f = |spec: FrameSpec, id, offset, more| spec.with_frag(frag(id, offset, more));
+        let db_udp = || udp(DB, 3000, WEB, 1500).with_payload(40);
+        let inet_udp = || udp(INET, 3000, WEB, 1500).with_payload(40);
+        let steps: Vec<(&str, If, FrameSpec, Action, Reason)> = vec![
+            // Admitted: web admits UDP 1000-2000 from db.
+            (
+                "admitted: first",
+                If::Lan1,
+                f(db_udp(), 100, 0, true),
+                PASS,
+                Reason::PassNew,
+            ),
+            (
+                "admitted: middle",
+                If::Lan1,
+                f(db_udp(), 100, 6, true),
+                PASS,
+                Reason::PassFragment,
+            ),
+            (
+                "admitted: last",
+                If::Lan1,
+                f(db_udp(), 100, 12, false),
+                PASS,
+                Reason::PassFragment,
+            ),
+            // The verdict belongs to (src, dst, id, protocol).
+            (
+                "same id, other source",
+                If::Lan0,
+                f(udp(WEB, 3000, DB, 1500), 100, 6, false).with_src_mac(WEB_MAC),
+                DROP,
+                Reason::DropFragmentNoFirst,
+            ),
+            (
+                "same id, other protocol",
+                If::Lan1,
+                f(tcp(DB, 3000, WEB, 1500, TCP_ACK), 100, 6, false),
+                DROP,
+                Reason::DropFragmentNoFirst,
+            ),
+            // Denied: web does not admit UDP from the Internet.
+            (
+                "denied: first",
+                If::Wan,
+                f(inet_udp(), 101, 0, true),
+                DROP,
+                Reason::DropPolicyIngress,
+            ),
+            (
+                "denied: later",
+                If::Wan,
+                f(inet_udp(), 101, 6, false),
+                DROP,
+                Reason::DropFragmentNoFirst,
+            ),
+            (
+                "never seen: later",
+                If::Wan,
+                f(inet_udp(), 102, 6, false),
+                DROP,
+                Reason::DropFragmentNoFirst,
+            ),
+            // Out of order: a later fragment before its first is dropped
+            // (its verdict is not known yet); the rest follow the first.
+            (
+                "out of order: later first",
+                If::Lan1,
+                f(db_udp(), 103, 6, false),
+                DROP,
+                Reason::DropFragmentNoFirst,
+            ),
+            (
+                "out of order: then the first",
+                If::Lan1,
+                f(db_udp(), 103, 0, true),
+                PASS,
+                Reason::PassEstablished,
+            ),
+            (
+                "out of order: later again",
+                If::Lan1,
+                f(db_udp(), 103, 6, false),
+                PASS,
+                Reason::PassFragment,
+            ),
+            // TCP, into web:80 from the Internet; RFC 1858: offset 1 would
+            // rewrite the first fragment's TCP flags.
+            (
+                "tcp: first",
+                If::Wan,
+                f(
+                    tcp(INET, 4000, WEB, 80, TCP_SYN).with_payload(40),
+                    104,
+                    0,
+                    true,
+                ),
+                PASS,
+                Reason::PassNew,
+            ),
+            (
+                "tcp: offset 1",
+                If::Wan,
+                f(tcp(INET, 4000, WEB, 80, TCP_SYN), 104, 1, true),
+                DROP,
+                Reason::DropTinyFragment,
+            ),
+            (
+                "tcp: offset 2",
+                If::Wan,
+                f(tcp(INET, 4000, WEB, 80, TCP_SYN), 104, 2, true),
+                PASS,
+                Reason::PassFragment,
+            ),
+            (
+                "tcp: offset 1, never seen",
+                If::Wan,
+                f(tcp(INET, 4001, WEB, 80, TCP_SYN), 105, 1, false),
+                DROP,
+                Reason::DropTinyFragment,
+            ),
+            // Offset 1 is only an attack on TCP.
+            (
+                "udp: offset 1",
+                If::Lan1,
+                f(db_udp(), 100, 1, true),
+                PASS,
+                Reason::PassFragment,
+            ),
+            // Out to the Internet under web's egress rule.
+            (
+                "egress: first",
+                If::Lan0,
+                f(udp(WEB, 5000, INET, 53).with_payload(40), 106, 0, true).with_src_mac(WEB_MAC),
+                PASS,
+                Reason::PassNew,
+            ),
+            (
+                "egress: later",
+                If::Lan0,
+                f(udp(WEB, 5000, INET, 53), 106, 6, false).with_src_mac(WEB_MAC),
+                PASS,
+                Reason::PassFragment,
+            ),
+            // Later fragments are still checked for spoofing first.
+            (
+                "later from a spoofed LAN source",
+                If::Lan1,
+                f(udp("192.168.2.99", 3000, WEB, 1500), 100, 6, false),
+                DROP,
+                Reason::DropSpoofed,
+            ),
+            (
+                "later from a port's address on the WAN",
+                If::Wan,
+                f(db_udp(), 100, 6, false),
+                DROP,
+                Reason::DropWanSpoofed,
+            ),
+        ];
+        for (what, on, spec, action, reason) in steps {
+            expect_case(l, what, on, &spec.build(), action, reason);
+        }
+        // First fragments too short for their L4 header.
+        let tiny = |spec: FrameSpec, l4: usize| {
+            let spec = spec.with_frag(frag(107, 0, true)).with_payload(40);
+            cut_ip(&spec.build(), 14, false, 20 + l4)
+        };
+        let cases = [
+            (
+                "tcp, 16 bytes",
+                If::Wan,
+                tiny(tcp(INET, 4002, WEB, 80, TCP_SYN), 16),
+            ),
+            (
+                "tcp, no L4 byte",
+                If::Wan,
+                tiny(tcp(INET, 4003, WEB, 80, TCP_SYN), 0),
+            ),
+            ("udp, 4 bytes", If::Lan1, tiny(udp(DB, 3001, WEB, 1500), 4)),
+            ("icmp, 4 bytes", If::Wan, tiny(echo(INET, WEB, true, 9), 4)),
+        ];
+        for (what, on, frame) in cases {
+            expect_case(l, what, on, &frame, DROP, Reason::DropTinyFragment);
+        }
+        // A TCP header cut by its options in a first fragment is tiny too.
+        let opts = tcp(INET, 4004, WEB, 80, TCP_SYN)
+            .with_tcp_options(&[2, 4, 5, 0xb4])
+            .with_frag(frag(108, 0, true));
+        let f = cut_ip(&opts.build(), 14, false, 20 + 20);
+        expect(l, If::Wan, &f, DROP, Reason::DropTinyFragment);
+        Ok(())
+    });
+}
+
+/// IPv6 alike, with the fragment header; the fragmentable part may start
+/// with destination options (RFC 8200 4.5), in every fragment.
+#[test]
+fn fragments_ipv6() {
+    run(CONFIG, |l| {
+        let f = |spec: FrameSpec, id, offset, more| spec.with_frag(frag(id, offset, more));
+        let out = || {
+            udp(WEB6, 3000, INET6, 53)
+                .with_src_mac(WEB_MAC)
+                .with_payload(40)
+        };
+        let inbound = || udp(INET6, 3000, WEB6, 1500).with_payload(40);
+        let steps: Vec<(&str, If, FrameSpec, Action, Reason)> = vec![
+            (
+                "admitted: first",
+                If::Lan0,
+                f(out(), 200, 0, true),
+                PASS,
+                Reason::PassNew,
+            ),
+            (
+                "admitted: middle",
+                If::Lan0,
+                f(out(), 200, 6, true),
+                PASS,
+                Reason::PassFragment,
+            ),
+            (
+                "admitted: last",
+                If::Lan0,
+                f(out(), 200, 12, false),
+                PASS,
+                Reason::PassFragment,
+            ),
+            (
+                "denied: first",
+                If::Wan,
+                f(inbound(), 201, 0, true),
+                DROP,
+                Reason::DropPolicyIngress,
+            ),
+            (
+                "denied: later",
+                If::Wan,
+                f(inbound(), 201, 6, false),
+                DROP,
+                Reason::DropFragmentNoFirst,
+            ),
+            (
+                "never seen: later",
+                If::Wan,
+                f(inbound(), 202, 6, false),
+                DROP,
+                Reason::DropFragmentNoFirst,
+            ),
+            (
+                "out of order: later first",
+                If::Lan0,
+                f(out(), 203, 6, false),
+                DROP,
+                Reason::DropFragmentNoFirst,
+            ),
+            (
+                "out of order: then the first",
+                If::Lan0,
+                f(out(), 203, 0, true),
+                PASS,
+                Reason::PassEstablished,
+            ),
+            (
+                "out of order: later again",
+                If::Lan0,
+                f(out(), 203, 6, false),
+                PASS,
+                Reason::PassFragment,
+            ),
+            (
+                "tcp: first",
+                If::Wan,
+                f(
+                    tcp(INET6, 4000, WEB6, 443, TCP_SYN).with_payload(40),
+                    204,
+                    0,
+                    true,
+                ),
+                PASS,
+                Reason::PassNew,
+            ),
+            (
+                "tcp: later",
+                If::Wan,
+                f(tcp(INET6, 4000, WEB6, 443, TCP_SYN), 204, 5, false),
+                PASS,
+                Reason::PassFragment,
+            ),
+            // Extension headers before the fragment header (unfragmentable part).
+            (
+                "after hop-by-hop: first",
+                If::Lan0,
+                f(out().with_ext(Ext::HopByHop), 205, 0, true),
+                PASS,
+                Reason::PassEstablished,
+            ),
+            (
+                "after hop-by-hop: later",
+                If::Lan0,
+                f(out().with_ext(Ext::HopByHop), 205, 6, false),
+                PASS,
+                Reason::PassFragment,
+            ),
+        ];
+        for (what, on, spec, action, reason) in steps {
+            expect_case(l, what, on, &spec.build(), action, reason);
+        }
+        // First fragments too short for their L4 header.
+        let tiny = |spec: FrameSpec, l4: usize| {
+            let spec = spec.with_frag(frag(206, 0, true)).with_payload(40);
+            cut_ip(&spec.build(), 14, true, 40 + 8 + l4)
+        };
+        let cases = [
+            (
+                "tcp, 10 bytes",
+                If::Wan,
+                tiny(tcp(INET6, 4001, WEB6, 443, TCP_SYN), 10),
+            ),
+            ("udp, 4 bytes", If::Lan0, tiny(out(), 4)),
+            (
+                "icmpv6, no L4 byte",
+                If::Lan0,
+                tiny(echo(WEB6, INET6, true, 1).with_src_mac(WEB_MAC), 0),
+            ),
+        ];
+        for (what, on, frame) in cases {
+            expect_case(l, what, on, &frame, DROP, Reason::DropTinyFragment);
+        }
+        Ok(())
+    });
+}
+
+/// RFC 8200 4.5: the fragmentable part of every fragment starts with the
+/// same header; when it is a destination options header, later fragments
+/// name it (60) in their fragment header, while the first fragment is keyed
+/// by the transport protocol found behind it.
+#[test]
+fn fragments_ipv6_with_destination_options_in_the_fragmentable_part() {
+    run(CONFIG, |l| {
+        let spec = |offset, more| {
+            udp(WEB6, 3000, INET6, 53)
+                .with_src_mac(WEB_MAC)
+                .with_ext(Ext::Fragment(frag(300, offset, more)))
+                .with_ext(Ext::DestOpts)
+                .with_payload(40)
+        };
+        expect(l, If::Lan0, &spec(0, true).build(), PASS, Reason::PassNew);
+        // The later fragment's bytes after the fragment header are data; the
+        // builder's destination options stand in for them.
+        expect(
+            l,
+            If::Lan0,
+            &spec(7, false).build(),
+            PASS,
+            Reason::PassFragment,
+        );
+        Ok(())
+    });
+}
+
+// ---------------------------------------------------------------------------
+// 9. ICMP errors
+// ---------------------------------------------------------------------------
+
+/// ICMP errors quoting a tracked flow, sent to the quoted packet's sender,
+/// are related: they pass although web admits no ICMP error. Quoting no
+/// flow, or sent to anyone else, they are decided by the policy.
+#[test]
+fn icmp_errors_related_to_tracked_flows() {
+    run(CONFIG, |l| {
+        const ROUTER: &str = "203.0.113.1";
+        const ROUTER6: &str = "2001:db8::1";
+        // Flows from web, and into web.
+        let tcp_out = tcp(WEB, 50000, INET, 443, TCP_SYN).with_src_mac(WEB_MAC);
+        let udp_out = udp(WEB, 50001, INET, 53).with_src_mac(WEB_MAC);
+        let ping_out = echo(WEB, INET, true, 77).with_src_mac(WEB_MAC);
+        let tcp6_out = tcp(WEB6, 50002, INET6, 443, TCP_SYN).with_src_mac(WEB_MAC);
+        let tcp_in = tcp(INET, 40000, WEB, 80, TCP_SYN);
+        for spec in [&tcp_out, &udp_out, &ping_out, &tcp6_out] {
+            expect(l, If::Lan0, &spec.build(), PASS, Reason::PassNew);
+        }
+        expect(l, If::Wan, &tcp_in.build(), PASS, Reason::PassNew);
+
+        let unknown = tcp(WEB, 50099, INET, 443, TCP_SYN);
+        let unknown6 = tcp(WEB6, 50099, INET6, 443, TCP_SYN);
+        let related = (PASS, Reason::PassRelated);
+        let denied = dropped(Reason::DropPolicyIngress);
+        let cases: Vec<(&str, If, FrameSpec, (Action, Reason))> = vec![
+            (
+                "frag-needed about web's TCP flow",
+                If::Wan,
+                icmp_error(ROUTER, WEB, 3, 4, 1400, &tcp_out),
+                related,
+            ),
+            (
+                "port unreachable about web's UDP flow",
+                If::Wan,
+                icmp_error(INET, WEB, 3, 3, 0, &udp_out),
+                related,
+            ),
+            (
+                "time exceeded about web's ping",
+                If::Wan,
+                icmp_error(ROUTER, WEB, 11, 0, 0, &ping_out),
+                related,
+            ),
+            (
+                "parameter problem about web's TCP flow",
+                If::Wan,
+                icmp_error(ROUTER, WEB, 12, 0, 0, &tcp_out),
+                related,
+            ),
+            (
+                "packet-too-big about web's IPv6 flow",
+                If::Wan,
+                icmp_error(ROUTER6, WEB6, 2, 0, 1280, &tcp6_out),
+                related,
+            ),
+            (
+                "ICMPv6 unreachable about web's IPv6 flow",
+                If::Wan,
+                icmp_error(ROUTER6, WEB6, 1, 4, 0, &tcp6_out),
+                related,
+            ),
+            (
+                "ICMPv6 time exceeded about web's IPv6 flow",
+                If::Wan,
+                icmp_error(ROUTER6, WEB6, 3, 0, 0, &tcp6_out),
+                related,
+            ),
+            // From web, about a flow into it: to the quoted packet's sender.
+            (
+                "web's frag-needed to a client",
+                If::Lan0,
+                icmp_error(WEB, INET, 3, 4, 1400, &tcp_in).with_src_mac(WEB_MAC),
+                related,
+            ),
+            // No such flow: web admits no ICMP error.
+            (
+                "frag-needed about no flow",
+                If::Wan,
+                icmp_error(ROUTER, WEB, 3, 4, 1400, &unknown),
+                denied,
+            ),
+            (
+                "packet-too-big about no flow",
+                If::Wan,
+                icmp_error(ROUTER6, WEB6, 2, 0, 1280, &unknown6),
+                denied,
+            ),
+            // Sent to someone other than the quoted packet's sender.
+            (
+                "frag-needed about web's flow, to db",
+                If::Wan,
+                icmp_error(ROUTER, DB, 3, 4, 1400, &tcp_out),
+                denied,
+            ),
+            (
+                "frag-needed about a client's flow, to web",
+                If::Wan,
+                icmp_error(ROUTER, WEB, 3, 4, 1400, &tcp_in),
+                denied,
+            ),
+            (
+                "packet-too-big about a client's flow, to web",
+                If::Wan,
+                icmp_error(
+                    ROUTER6,
+                    WEB6,
+                    2,
+                    0,
+                    1280,
+                    &tcp(INET6, 1, WEB6, 443, TCP_SYN),
+                ),
+                denied,
+            ),
+        ];
+        for (what, on, spec, want) in cases {
+            // Twice: an error opens no flow of its own.
+            for round in 0..2 {
+                expect_case(
+                    l,
+                    &format!("{what} #{round}"),
+                    on,
+                    &spec.build(),
+                    want.0,
+                    want.1,
+                );
+            }
+        }
+        // The quote must hold the IP header and 8 bytes of the L4 header
+        // (RFC 792); less is truncated, that much is enough.
+        let quote = tcp_out.ip_packet();
+        for n in [0, 19, 20, 27] {
+            let spec = FrameSpec::new(
+                ip(ROUTER),
+                ip(WEB),
+                L4::Icmp {
+                    ty: 3,
+                    code: 4,
+                    rest: [0, 0, 5, 0x78],
+                    quote: quote[..n].to_vec(),
+                },
+            );
+            let what = format!("quote of {n} bytes");
+            expect_case(
+                l,
+                &what,
+                If::Wan,
+                &spec.build(),
+                DROP,
+                Reason::DropTruncatedL4,
+            );
+        }
+        let spec = FrameSpec::new(
+            ip(ROUTER),
+            ip(WEB),
+            L4::Icmp {
+                ty: 3,
+                code: 4,
+                rest: [0, 0, 5, 0x78],
+                quote: quote[..28].to_vec(),
+            },
+        );
+        expect(l, If::Wan, &spec.build(), PASS, Reason::PassRelated);
+        let quote6 = tcp6_out.ip_packet();
+        for n in [0, 39, 40, 47] {
+            let spec = FrameSpec::new(
+                ip(ROUTER6),
+                ip(WEB6),
+                L4::Icmp {
+                    ty: 2,
+                    code: 0,
+                    rest: [0, 0, 5, 0],
+                    quote: quote6[..n].to_vec(),
+                },
+            );
+            let what = format!("IPv6 quote of {n} bytes");
+            expect_case(
+                l,
+                &what,
+                If::Wan,
+                &spec.build(),
+                DROP,
+                Reason::DropTruncatedL4,
+            );
+        }
+        Ok(())
+    });
+}
