@@ -409,7 +409,11 @@ fn track<M: DataplaneMaps, P: Packet + ?Sized>(
             );
             if let Some(v) = m.ct_get(&w.key) {
                 let t = timeout(cfg, timeout_for(w.q.proto, v.state));
-                if !expired(ing.now, v.last_seen, t) && v.generation == cfg.generation {
+                // A revoked flow has no related traffic either.
+                if !expired(ing.now, v.last_seen, t)
+                    && v.generation == cfg.generation
+                    && v.flags & CT_REVOKED == 0
+                {
                     let conn = v.conn;
                     return forward(m, cfg, ing, conn, Reason::PassRelated);
                 }
