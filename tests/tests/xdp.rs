@@ -16,15 +16,15 @@ use vpcgw::frame::{
 };
 use vpcgw_common::Addr;
 use vpcgw_common::abi::{
-    CT_FIN_BY_REPLY, CT_FROM_LAN, CT_PICKED_UP, CT_SEEN_REPLY, CtVal, FAMILY_V4, FAMILY_V6,
-    FragKey, FragVal, MAX_QUEUES, XSK_META_MAGIC, XskMeta, map_names,
+    CT_FIN_BY_REPLY, CT_FROM_LAN, CT_PICKED_UP, CT_REVOKED, CT_SEEN_REPLY, CtVal, FAMILY_V4,
+    FAMILY_V6, FragKey, FragVal, MAX_QUEUES, XSK_META_MAGIC, XskMeta, map_names,
 };
 use vpcgw_common::conntrack::{TcpState, UDP_REPLIED, UDP_UNREPLIED, canonical_key};
 use vpcgw_common::pipeline::Action;
 use vpcgw_common::stats::Reason;
 use vpcgw_common::wire::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP};
 use vpcgw_tests::is_root;
-use vpcgw_tests::xdp::{If, Loaded, Rig, Sent, XDP_DROP, XDP_PASS, XDP_REDIRECT};
+use vpcgw_tests::xdp::{If, Loaded, Rig, Sent, XDP_DROP, XDP_PASS, XDP_REDIRECT, parse_config};
 
 // ---------------------------------------------------------------------------
 // Configurations
@@ -3417,6 +3417,235 @@ fn wan_fragmented_ike_from_a_peer_passes_with_default_drop() {
         };
         expect(l, If::Wan, &f(0, true).build(), PASS, Reason::PassIke);
         expect(l, If::Wan, &f(185, false).build(), PASS, Reason::PassIke);
+        Ok(())
+    });
+}
+
+// ---------------------------------------------------------------------------
+// 12. Reloads
+// ---------------------------------------------------------------------------
+
+/// CONFIG after a reload: web's HTTP rule moved from 80 to 8080, and a new
+/// first rule opens 9090 (so every web rule id moves up by one).
+fn parse(text: &str) -> vpcgw::config::Config {
+    parse_config(text).unwrap()
+}
+
+fn reload_config() -> String {
+    let http = "[[security_groups.rules]]\ndirection = \"ingress\"\nprotocol = \"tcp\"\n\
+                port_range_min = 80\n";
+    assert!(CONFIG.contains(http));
+    let new = "[[security_groups.rules]]\ndirection = \"ingress\"\nprotocol = \"tcp\"\n\
+               port_range_min = 9090\n\
+               [[security_groups.rules]]\ndirection = \"ingress\"\nprotocol = \"tcp\"\n\
+               port_range_min = 8080\n";
+    CONFIG.replacen(http, new, 1)
+}
+
+/// Segments of three flows: HTTP into web (no longer admitted after the
+/// reload), web out to 443 and db's UDP into web (still admitted).
+fn seg(flow: u8, client: bool, flags: u8) -> (If, Vec<u8>) {
+    match (flow, client) {
+        (0, true) => (If::Wan, tcp(INET, 40000, WEB, 80, flags).build()),
+        (0, false) => (
+            If::Lan0,
+            from_port(tcp(WEB, 80, INET, 40000, flags), WEB_MAC),
+        ),
+        (1, true) => (
+            If::Lan0,
+            from_port(tcp(WEB, 50000, INET, 443, flags), WEB_MAC),
+        ),
+        (1, false) => (If::Wan, tcp(INET, 443, WEB, 50000, flags).build()),
+        (_, true) => (If::Lan1, udp(DB, 3000, WEB, 1500).build()),
+        (_, false) => (If::Lan0, from_port(udp(WEB, 1500, DB, 3000), WEB_MAC)),
+    }
+}
+
+fn handshake(l: &mut Loaded, flow: u8) {
+    let steps = [
+        (true, TCP_SYN, Reason::PassNew),
+        (false, TCP_SYN | TCP_ACK, Reason::PassEstablished),
+        (true, TCP_ACK, Reason::PassEstablished),
+    ];
+    for (client, flags, reason) in steps {
+        let (on, f) = seg(flow, client, flags);
+        expect_case(l, &format!("flow {flow} handshake"), on, &f, PASS, reason);
+    }
+}
+
+/// A reload keeps admitted flows (with their TCP state, under the new
+/// generation and rule ids), cuts the others (the policy's reason, then a
+/// revoked marker that drops both ways), and new rules apply at once.
+#[test]
+fn reload_keeps_cuts_and_opens_flows() {
+    run(CONFIG, |l| {
+        handshake(l, 0);
+        handshake(l, 1);
+        let (on, f) = seg(2, true, 0);
+        expect(l, on, &f, PASS, Reason::PassNew);
+        // Flow 1 half-closed by web before the reload.
+        let (on, f) = seg(1, true, TCP_FIN | TCP_ACK);
+        expect(l, on, &f, PASS, Reason::PassEstablished);
+        assert_eq!(tcp_state(l, WEB, 50000, INET, 443), Some(TcpState::FinWait));
+        let f = tcp(INET, 1, WEB, 9090, TCP_SYN).build();
+        expect(l, If::Wan, &f, DROP, Reason::DropPolicyIngress);
+        let g1 = l.dp.generation();
+        let slot1 = l.dp.slot();
+
+        l.reload(parse(&reload_config())).unwrap();
+        let g2 = l.dp.generation();
+        assert!(g2 > g1);
+        assert_ne!(
+            l.dp.slot(),
+            slot1,
+            "the new policy went into the other slot"
+        );
+
+        // (a) Still admitted: established, state kept and moved on.
+        let (on, f) = seg(1, false, TCP_ACK);
+        expect(l, on, &f, PASS, Reason::PassEstablished);
+        let v = ct(l, IPPROTO_TCP, ip(WEB), 50000, ip(INET), 443).unwrap();
+        assert_eq!(
+            TcpState::from_u8(v.state),
+            Some(TcpState::CloseWait),
+            "FIN_WAIT + ACK"
+        );
+        assert_eq!(v.generation, g2);
+        assert_eq!(
+            v.rule,
+            rule_id(l, "web", 5) + 1,
+            "web's egress rule, new id"
+        );
+        let (on, f) = seg(2, false, 0);
+        expect(l, on, &f, PASS, Reason::PassEstablished);
+        let v = ct(l, IPPROTO_UDP, ip(DB), 3000, ip(WEB), 1500).unwrap();
+        assert_eq!((v.generation, v.state), (g2, UDP_REPLIED));
+        assert_eq!(v.rule, rule_id(l, "web", 3) + 1, "web's UDP rule, new id");
+        // Re-admitted flows are not counted again.
+        let (k, h) = hits(l);
+        assert!(
+            k.is_empty() && h.is_empty(),
+            "rule hits after re-admission: {k:?} {h:?}"
+        );
+
+        // (b) No longer admitted: the policy's reason, then a marker.
+        let (on, f) = seg(0, true, TCP_ACK | TCP_PSH);
+        expect(l, on, &f, DROP, Reason::DropPolicyIngress);
+        let v = ct(l, IPPROTO_TCP, ip(INET), 40000, ip(WEB), 80).unwrap();
+        assert_ne!(v.flags & CT_REVOKED, 0, "revoked marker");
+        assert_eq!(v.generation, g2);
+        for (client, flags) in [
+            (true, TCP_ACK),
+            (false, TCP_ACK | TCP_PSH),
+            (false, TCP_FIN | TCP_ACK),
+        ] {
+            let (on, f) = seg(0, client, flags);
+            expect_case(l, "revoked flow", on, &f, DROP, Reason::DropRevoked);
+        }
+        // A new SYN on the tuple is decided again: port 80 is closed now.
+        let (on, f) = seg(0, true, TCP_SYN);
+        expect(l, on, &f, DROP, Reason::DropPolicyIngress);
+
+        // (c) New rules apply to new flows at once.
+        let f = tcp(INET, 1, WEB, 9090, TCP_SYN).build();
+        expect_credit(
+            l,
+            "new rule 9090",
+            If::Wan,
+            &f,
+            (PASS, Reason::PassNew),
+            &[rule_id(l, "web", 0)],
+        );
+        let f = tcp(INET, 2, WEB, 8080, TCP_SYN).build();
+        expect_credit(
+            l,
+            "moved rule 8080",
+            If::Wan,
+            &f,
+            (PASS, Reason::PassNew),
+            &[rule_id(l, "web", 1)],
+        );
+        let f = tcp(INET, 3, WEB, 80, TCP_SYN).build();
+        expect(l, If::Wan, &f, DROP, Reason::DropPolicyIngress);
+
+        // Back to the first policy: the marker is re-decided like any entry.
+        l.reload(parse(CONFIG)).unwrap();
+        let (on, f) = seg(0, false, TCP_ACK);
+        expect(l, on, &f, PASS, Reason::PassEstablished);
+        let v = ct(l, IPPROTO_TCP, ip(INET), 40000, ip(WEB), 80).unwrap();
+        assert_eq!(v.flags & CT_REVOKED, 0);
+        assert_eq!(v.generation, l.dp.generation());
+        Ok(())
+    });
+}
+
+/// A flow's first packet after a reload may come from either side: the
+/// decision is always about the flow's original direction.
+#[test]
+fn reload_re_decides_the_original_direction() {
+    run(CONFIG, |l| {
+        handshake(l, 0);
+        handshake(l, 1);
+        l.reload(parse(&reload_config())).unwrap();
+        // Web's answer on the HTTP flow: web's egress would admit it, but
+        // the flow began as ingress to port 80, which is closed now.
+        let (on, f) = seg(0, false, TCP_ACK);
+        expect(l, on, &f, DROP, Reason::DropPolicyIngress);
+        let (on, f) = seg(0, true, TCP_ACK);
+        expect(l, on, &f, DROP, Reason::DropRevoked);
+        // The client's side of web's outbound flow: admitted by web's egress.
+        let (on, f) = seg(1, false, TCP_ACK);
+        expect(l, on, &f, PASS, Reason::PassEstablished);
+        Ok(())
+    });
+}
+
+/// A VPN flow carried across a reload: the crypto path gets the new
+/// generation and slot in the metadata.
+#[test]
+fn reload_keeps_vpn_flows_under_the_new_generation() {
+    run(CONFIG, |l| {
+        l.open_xsk(If::Lan0).unwrap();
+        let f = |flags| from_port(tcp(WEB, 41000, "192.168.4.20", 443, flags), WEB_MAC);
+        expect_vpn(l, "before", If::Lan0, &f(TCP_SYN), 0, 0, true);
+        // A second connection before dc1 changes dc1's id to 1.
+        let at = "[[connections]]\nname = \"dc1\"";
+        assert!(CONFIG.contains(at));
+        let two = CONFIG.replacen(
+            at,
+            "[[connections]]\nname = \"dc0\"\npeer_address = \"198.51.100.9\"\n\
+             local_subnets = [\"192.168.1.0/24\"]\nremote_subnets = [\"192.168.9.0/24\"]\n\
+             ike_policy = \"ike\"\nipsec_policy = \"esp\"\npsk_file = \"dc0.psk\"\n\n\
+             [[connections]]\nname = \"dc1\"",
+            1,
+        );
+        l.reload(parse(&two)).unwrap();
+        expect_vpn(l, "after", If::Lan0, &f(TCP_ACK), 1, 0, true);
+        assert_eq!(
+            conn_packets(l),
+            vec![0, 1],
+            "counted under the new connection id"
+        );
+        let v = ct(l, IPPROTO_TCP, ip(WEB), 41000, ip("192.168.4.20"), 443).unwrap();
+        assert_eq!((v.conn, v.generation), (2, l.dp.generation()));
+        Ok(())
+    });
+}
+
+/// An ICMP error about a revoked flow is about a flow the policy no longer
+/// admits: it does not pass as related (it did before the related check
+/// looked at `CT_REVOKED`).
+#[test]
+fn reload_revoked_flow_has_no_related_errors() {
+    run(CONFIG, |l| {
+        handshake(l, 0);
+        l.reload(parse(&reload_config())).unwrap();
+        let (on, f) = seg(0, true, TCP_ACK);
+        expect(l, on, &f, DROP, Reason::DropPolicyIngress);
+        // Frag-needed to web about its answers on the revoked flow.
+        let quoted = tcp(WEB, 80, INET, 40000, TCP_ACK);
+        let err = icmp_error("203.0.113.1", WEB, 3, 4, 1400, &quoted).build();
+        expect(l, If::Wan, &err, DROP, Reason::DropPolicyIngress);
         Ok(())
     });
 }
