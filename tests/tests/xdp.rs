@@ -1371,7 +1371,9 @@ fn tcp_rst_closes() {
 fn tcp_fin_fin_ack_reaches_time_wait() {
     use TcpState::*;
     run(CONFIG, |l| {
-        let closes: &[(&str, &[(bool, u8, TcpState)])] = &[
+        // (from the client, TCP flags, state after it)
+        type Step = (bool, u8, TcpState);
+        let closes: &[(&str, &[Step])] = &[
             (
                 "client closes, server closes, client acks",
                 &[
