@@ -31,7 +31,7 @@ pub const IPPROTO_MH: u8 = 135;
 pub const IPPROTO_HIP: u8 = 139;
 pub const IPPROTO_SHIM6: u8 = 140;
 
-/// IPv6 extension headers walked before giving up on a packet.
+/// IPv6 extension headers a packet may carry; one more is refused.
 pub const MAX_EXT_HEADERS: usize = 8;
 /// Furthest offset at which an L4 header may start. Bounds every packet read
 /// (the verifier needs a bound) and is far beyond any sane header chain.
@@ -318,7 +318,8 @@ fn parse_ipv6<P: Packet + ?Sized>(
     }
     let mut next = h[6];
     let mut cur = off + 40;
-    for _ in 0..MAX_EXT_HEADERS {
+    // One step per extension header, and one more for the header after them.
+    for _ in 0..=MAX_EXT_HEADERS {
         match next {
             IPPROTO_HOPOPTS | IPPROTO_DSTOPTS | IPPROTO_ROUTING | IPPROTO_MH | IPPROTO_HIP
             | IPPROTO_SHIM6 => {
