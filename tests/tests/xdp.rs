@@ -3388,23 +3388,33 @@ fn wan_peers_and_default_drop() {
 }
 
 /// An IKE message too big for one packet arrives as IP fragments; only the
-/// first carries the UDP header. With wan_default = "drop" the later ones
-/// are dropped (they are not recognised as IKE), so the peer's message is
-/// lost.
+/// first carries the UDP header. The later ones follow the first (admitted
+/// as IKE from a peer) even with wan_default = "drop"; later fragments whose
+/// first was not admitted still fall to the default.
 #[test]
-#[ignore = "bug: later fragments of IKE datagrams from a configured peer fall to wan_default \
-            (pipeline::wan_to_gateway checks UDP ports, which later fragments lack, and FRAGS \
-            is not consulted for traffic to the gateway): with wan_default = \"drop\" they are \
-            dropped as drop_wan_default"]
 fn wan_fragmented_ike_from_a_peer_passes_with_default_drop() {
     run(&wan_drop_config(), |l| {
-        let f = |offset, more| {
+        let f = |id, offset, more| {
             udp(PEER, 500, GW, 500)
                 .with_payload(1600)
-                .with_frag(frag(11, offset, more))
+                .with_frag(frag(id, offset, more))
         };
-        expect(l, If::Wan, &f(0, true).build(), PASS, Reason::PassIke);
-        expect(l, If::Wan, &f(185, false).build(), PASS, Reason::PassIke);
+        expect(l, If::Wan, &f(11, 0, true).build(), PASS, Reason::PassIke);
+        expect(
+            l,
+            If::Wan,
+            &f(11, 185, false).build(),
+            PASS,
+            Reason::PassFragment,
+        );
+        // No first fragment of datagram 12 was seen.
+        expect(
+            l,
+            If::Wan,
+            &f(12, 185, false).build(),
+            DROP,
+            Reason::DropWanDefault,
+        );
         Ok(())
     });
 }

@@ -237,7 +237,7 @@ pub fn process_parsed<M: DataplaneMaps, P: Packet + ?Sized>(
             return Outcome::drop(Reason::DropWanSpoofed);
         }
         if port_of(m, slot, &p.dst).is_none() {
-            return wan_to_gateway(m, cfg, p);
+            return to_gateway(m, cfg, w, now);
         }
         Origin::Wan
     } else {
@@ -286,6 +286,36 @@ pub fn process_parsed<M: DataplaneMaps, P: Packet + ?Sized>(
         m.frag_insert(&w.frag_key, &w.frag_val);
     }
     outcome
+}
+
+/// WAN traffic for the gateway itself. A later fragment follows its first
+/// fragment when that was admitted as IKE or ESP from a peer, whatever
+/// `wan_default` says (later fragments carry no ports to recognise IKE by);
+/// everything else is decided by [`wan_to_gateway`].
+#[inline(always)]
+fn to_gateway<M: DataplaneMaps>(m: &mut M, cfg: &Config, w: &mut Work, now: u64) -> Outcome {
+    if let Frag::Later { id } = w.p.frag {
+        w.frag_key = frag_key(&w.p, id);
+        if let Some(f) = m.frag_get(&w.frag_key)
+            && !expired(now, f.created, timeout(cfg, Timeout::Fragment))
+        {
+            return Outcome::pass(Reason::PassFragment);
+        }
+        return wan_to_gateway(m, cfg, &w.p);
+    }
+    let out = wan_to_gateway(m, cfg, &w.p);
+    if let Frag::First { id } = w.p.frag
+        && (out.reason == Reason::PassIke || out.reason == Reason::PassEsp)
+    {
+        w.frag_key = frag_key(&w.p, id);
+        w.frag_val = FragVal {
+            created: now,
+            conn: NONE,
+            _pad: 0,
+        };
+        m.frag_insert(&w.frag_key, &w.frag_val);
+    }
+    out
 }
 
 /// WAN traffic whose destination is not a port: IKE and ESP from peers, then
