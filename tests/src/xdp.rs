@@ -117,6 +117,7 @@ impl Loaded {
     /// will not test-run (shorter than an Ethernet header, which no NIC
     /// delivers either).
     pub fn host_only(&mut self, on: If, frame: &[u8]) -> vpcgw_common::pipeline::Outcome {
+        // The host clock only needs to move forward like the kernel's.
         self.clock += 1_000_000;
         let rt = runtime_config(&self.cfg, self.dp.generation(), self.dp.slot());
         let ifindex = self.ifindex_of(on);
@@ -155,18 +156,7 @@ impl Loaded {
             [r] => *r,
             other => bail!("expected exactly one counter to move, got {other:?}"),
         };
-        // The host clock only needs to move forward like the kernel's.
-        self.clock += 1_000_000;
-        let rt = runtime_config(&self.cfg, self.dp.generation(), self.dp.slot());
-        let out = process(
-            &mut self.host,
-            &rt,
-            &mut self.work,
-            frame,
-            ifindex,
-            0,
-            self.clock,
-        );
+        let out = self.host_only(on, frame);
         Ok(Sent {
             kernel_action: run.retval,
             kernel_reason,
