@@ -92,18 +92,24 @@ impl<'a> Agent<'a> {
     /// Starts `BIN run --config CONFIG` in `ns` (without colors in its log).
     /// Does not wait: see [`Agent::wait_ready`] / [`Agent::ready`].
     pub fn start(ns: &'a Netns, bin: &Path, config: &Path) -> Result<Agent<'a>> {
+        Self::start_with(ns, bin, config, &[])
+    }
+
+    /// [`Agent::start`] with more arguments for `run` (e.g. `--log-level debug`).
+    pub fn start_with(
+        ns: &'a Netns,
+        bin: &Path,
+        config: &Path,
+        extra: &[&str],
+    ) -> Result<Agent<'a>> {
         let socket = vpcgw::config::load(config)
             .ok()
             .map(|c| c.config.gateway.control_socket);
-        let process = ns.spawn_env(
-            &[
-                &bin.to_string_lossy(),
-                "run",
-                "--config",
-                &config.to_string_lossy(),
-            ],
-            &[("NO_COLOR", "1")],
-        )?;
+        let bin_s = bin.to_string_lossy();
+        let config_s = config.to_string_lossy();
+        let mut args: Vec<&str> = vec![&bin_s, "run", "--config", &config_s];
+        args.extend_from_slice(extra);
+        let process = ns.spawn_env(&args, &[("NO_COLOR", "1")])?;
         Ok(Agent {
             ns,
             bin: bin.to_path_buf(),

@@ -945,3 +945,40 @@ fn reload_cut_flow_revived_by_the_server() -> Result<()> {
         Ok(())
     })
 }
+
+/// With `--log-level debug`, the XDP program logs its decisions about new
+/// flows, and they reach the agent's log under their reason's name (the
+/// program logs a number; the agent's aya-log logger names it).
+#[test]
+fn debug_log_names_the_programs_decisions() -> Result<()> {
+    require_root()?;
+    let bin = vpcgw_bin()?;
+    let bed = Bed::new()?;
+    let cfg = ConfigDir::site_to_site()?;
+    let agent = Agent::start_with(&bed.gw, &bin, cfg.path(), &["--log-level", "debug"])?;
+    agent.ready()?;
+    let got = bed
+        .inet
+        .tcp_connect(sock(bed::SRV1_IP, 22), CONNECT_LIMIT)?;
+    ensure!(got == Connect::TimedOut, "inet -> srv1:22: {got:?}");
+    let line = agent
+        .wait_log("drop_policy_ingress", 0, Duration::from_secs(5))
+        .ok_or_else(|| {
+            anyhow!(
+                "no debug line for the refused SYN:\n{}",
+                last_lines(&agent.log(), 30)
+            )
+        })?;
+    ensure!(
+        line.contains("vpcgw::xdp")
+            && line.contains("198.51.100.100")
+            && line.contains("192.168.1.10"),
+        "the decision line names neither its source nor its flow: {line}"
+    );
+    ensure!(
+        !agent.log().contains("reason "),
+        "a reason left as a number: {}",
+        last_lines(&agent.log(), 30)
+    );
+    Ok(())
+}
