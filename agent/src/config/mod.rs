@@ -194,36 +194,7 @@ pub struct IpsecPolicy {
     pub lifetime: Duration,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Encryption {
-    Aes128Cbc,
-    Aes256Cbc,
-    Aes128Gcm16,
-    Aes256Gcm16,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Integrity {
-    HmacSha256_128,
-    HmacSha384_192,
-    HmacSha512_256,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Prf {
-    HmacSha256,
-    HmacSha384,
-    HmacSha512,
-}
-
-/// Diffie-Hellman groups, by IANA number.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DhGroup {
-    Modp2048 = 14,
-    Ecp256 = 19,
-    Ecp384 = 20,
-    Curve25519 = 31,
-}
+pub use vpcgw_ike::alg::{DhGroup, Encryption, Integrity, Prf};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Connection {
