@@ -5,6 +5,7 @@
 pub mod agent;
 pub mod bed;
 pub mod netns;
+pub mod strongswan;
 
 use std::path::{Path, PathBuf};
 
