@@ -148,6 +148,39 @@ pub fn run_counting_tests(mut c: Command) -> Result<(ExitStatus, TestCounts)> {
     Ok((status, counts))
 }
 
+/// Runs `c`, passing its stderr through line by line and showing each line
+/// to `watch`; returns its exit status, whatever it is.
+pub fn run_watching_stderr(mut c: Command, mut watch: impl FnMut(&str)) -> Result<ExitStatus> {
+    echo(&c);
+    c.stderr(Stdio::piped());
+    let mut child = c
+        .spawn()
+        .with_context(|| format!("cannot start {}", describe(&c)))?;
+    if let Some(err) = child.stderr.take() {
+        let mut err = BufReader::new(err);
+        let mut buf = Vec::new();
+        // Bytes, not `lines()`: a line that is not UTF-8 must not stop us.
+        while matches!(err.read_until(b'\n', &mut buf), Ok(n) if n > 0) {
+            let line = String::from_utf8_lossy(&buf);
+            let line = line.trim_end_matches(['\n', '\r']);
+            eprintln!("{line}");
+            watch(line);
+            buf.clear();
+        }
+    }
+    child
+        .wait()
+        .with_context(|| format!("waiting for {}", describe(&c)))
+}
+
+/// The number of executions in libFuzzer's closing line
+/// ("Done 5375404 runs in 61 second(s)").
+pub fn libfuzzer_runs(line: &str) -> Option<u64> {
+    let mut words = line.trim().strip_prefix("Done ")?.split_whitespace();
+    let n = words.next()?.parse().ok()?;
+    (words.next() == Some("runs")).then_some(n)
+}
+
 /// "1m 05s" / "3.2s".
 pub fn human(d: Duration) -> String {
     let secs = d.as_secs_f64();
@@ -195,6 +228,16 @@ mod tests {
         let mut c = Command::new("apt-get");
         c.args(["install", "-y", "a b"]).env("X", "1");
         assert_eq!(describe(&c), "X=1 apt-get install -y 'a b'");
+    }
+
+    #[test]
+    fn reads_libfuzzer_runs() {
+        assert_eq!(
+            libfuzzer_runs("Done 5375404 runs in 61 second(s)"),
+            Some(5_375_404)
+        );
+        assert_eq!(libfuzzer_runs("#5375404\tDONE   cov: 972 ft: 2864"), None);
+        assert_eq!(libfuzzer_runs("Done fuzzing"), None);
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! `cargo xtask`: the project's tasks (setup, build, run, test, demo, bench).
+//! `cargo xtask`: the project's tasks (setup, build, run, test, fuzz, demo, bench).
 //!
 //! Deliberately independent of the agent and the eBPF crates: `setup` must
 //! build and run before bpf-linker exists.
@@ -14,7 +14,10 @@ use std::time::Duration;
 use anyhow::{Context as _, Result, bail};
 use clap::{Parser, Subcommand};
 
-use crate::cmd::{cargo, echo, human, repo_root, run, run_counting_tests, run_status, timed};
+use crate::cmd::{
+    cargo, cmd, echo, human, libfuzzer_runs, repo_root, run, run_counting_tests, run_status,
+    run_watching_stderr, timed,
+};
 use crate::setup::{Verbosity, is_root};
 
 #[derive(Parser)]
@@ -30,7 +33,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Install what is missing (Debian packages, nightly rust-src, bpf-linker, bpffs); idempotent.
+    /// Install what is missing (Debian packages, nightly rust-src, bpf-linker, cargo-fuzz, bpffs); idempotent.
     Setup,
     /// Build the workspace (agent binary `vpcgw`, eBPF program included).
     Build {
@@ -45,8 +48,15 @@ enum Task {
         #[arg(last = true)]
         args: Vec<String>,
     },
-    /// Everything: rustfmt, clippy, unit and privileged integration tests (as root).
+    /// Everything: rustfmt, clippy, unit and privileged integration tests (as root), then a 60 s fuzz run.
     Test,
+    /// Fuzz the IKE message parser (cargo-fuzz, nightly) until interrupted,
+    /// or as libFuzzer ARGS after `--` say (e.g. `-- -max_total_time=600`).
+    Fuzz {
+        /// libFuzzer arguments, after `--`.
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
     /// Build, then show the gateway at work in network namespaces (as root).
     Demo {
         #[arg(long)]
@@ -83,6 +93,16 @@ fn dispatch(task: Task) -> Result<ExitCode> {
         }
         Task::Run { release, args } => run_agent(release, &args),
         Task::Test => test(),
+        Task::Fuzz { args } => {
+            setup::ensure_fuzz_tools()?;
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let (status, _) = fuzz(&args)?;
+            Ok(if status.success() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
         Task::Demo { release, args } => {
             require_root(
                 "demo",
@@ -184,6 +204,31 @@ fn run_test_bin(name: &str, release: bool, args: &[String]) -> Result<ExitCode> 
     })
 }
 
+/// The fuzz target (fuzz/fuzz_targets/) that `test` and `fuzz` run.
+const FUZZ_TARGET: &str = "ike_message";
+/// libFuzzer's memory limit: ASan's shadow memory counts in the RSS.
+const FUZZ_RSS_LIMIT: &str = "-rss_limit_mb=2048";
+
+/// `cargo +nightly fuzz run ike_message -- -rss_limit_mb=2048 ARGS` from
+/// the repository root (later libFuzzer flags win). New inputs go to
+/// fuzz/corpus/ike_message (only its seed-* files are tracked), crashes to
+/// fuzz/artifacts/ike_message. Returns the status and the number of
+/// executions libFuzzer reported.
+fn fuzz(args: &[&str]) -> Result<(std::process::ExitStatus, Option<u64>)> {
+    let mut c = cmd(
+        "cargo",
+        &["+nightly", "fuzz", "run", FUZZ_TARGET, "--", FUZZ_RSS_LIMIT],
+    );
+    c.args(args);
+    let mut runs = None;
+    let status = run_watching_stderr(c, |line| {
+        if let Some(n) = libfuzzer_runs(line) {
+            runs = Some(n);
+        }
+    })?;
+    Ok((status, runs))
+}
+
 struct Step {
     name: &'static str,
     ok: bool,
@@ -215,11 +260,11 @@ fn test() -> Result<ExitCode> {
 
     let mut steps = Vec::new();
 
-    eprintln!("== test 1/4: formatting (cargo fmt --check)");
+    eprintln!("== test 1/5: formatting (cargo fmt --check)");
     let (r, took) = timed(|| run_status(cargo(&["fmt", "--all", "--check"])));
     steps.push(Step::new("rustfmt", r?.success(), took));
 
-    eprintln!("== test 2/4: lints (cargo clippy, warnings are errors)");
+    eprintln!("== test 2/5: lints (cargo clippy, warnings are errors)");
     let (r, took) = timed(|| {
         run_status(cargo(&[
             "clippy",
@@ -234,11 +279,11 @@ fn test() -> Result<ExitCode> {
 
     // The privileged tests run the agent binary (VPCGW_BIN), which
     // `cargo test` alone does not build.
-    eprintln!("== test 3/4: build (cargo build --workspace)");
+    eprintln!("== test 3/5: build (cargo build --workspace)");
     let (r, took) = timed(|| run_status(cargo(&["build", "--workspace"])));
     steps.push(Step::new("build", r?.success(), took));
 
-    eprintln!("== test 4/4: unit and privileged integration tests (cargo test --workspace)");
+    eprintln!("== test 4/5: unit and privileged integration tests (cargo test --workspace)");
     let mut c = cargo(&["test", "--workspace", "--no-fail-fast"]);
     c.env("VPCGW_BIN", artifact("vpcgw", false));
     if std::env::var_os("RUST_BACKTRACE").is_none() {
@@ -251,6 +296,18 @@ fn test() -> Result<ExitCode> {
         "{} passed, {} failed, {} ignored",
         n.passed, n.failed, n.ignored
     );
+    steps.push(step);
+
+    // A separate step: a crash shows as a failed step of its own.
+    eprintln!("== test 5/5: fuzzing the IKE message parser for 60 s (cargo +nightly fuzz)");
+    let (r, took) = timed(|| fuzz(&["-max_total_time=60"]));
+    let (status, runs) = r?;
+    let mut step = Step::new("fuzz", status.success(), took);
+    step.note = match (status.success(), runs) {
+        (true, Some(runs)) => format!("{FUZZ_TARGET}: {runs} executions, no crash"),
+        (true, None) => format!("{FUZZ_TARGET}: no crash"),
+        (false, _) => format!("{FUZZ_TARGET}: failed, see fuzz/artifacts/{FUZZ_TARGET}/"),
+    };
     steps.push(step);
 
     eprintln!();

@@ -31,6 +31,9 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
 ];
 
 const NIGHTLY: &str = "nightly";
+/// cargo-fuzz, built with the nightly toolchain (its sanitizer flags need
+/// nightly anyway). 0.13.2 builds with nightly 1.97.
+pub const CARGO_FUZZ_VERSION: &str = "0.13.2";
 const BPFFS: &str = "/sys/fs/bpf";
 
 /// How much to say when nothing is missing.
@@ -50,6 +53,7 @@ struct Missing {
     components: Vec<&'static str>,
     rust_src: bool,
     bpf_linker: bool,
+    cargo_fuzz: bool,
     bpffs: bool,
     psk_modes: Vec<PathBuf>,
 }
@@ -60,6 +64,7 @@ impl Missing {
             && self.components.is_empty()
             && !self.rust_src
             && !self.bpf_linker
+            && !self.cargo_fuzz
             && !self.bpffs
             && self.psk_modes.is_empty()
     }
@@ -136,6 +141,8 @@ fn setup_inner(verbosity: Verbosity) -> Result<bool> {
     missing.rust_src = !nightly_has_rust_src()?;
     let linker = bpf_linker_version();
     missing.bpf_linker = linker.is_none();
+    let fuzz = cargo_fuzz_version();
+    missing.cargo_fuzz = fuzz.is_none();
     missing.bpffs = !bpffs_mounted();
     missing.psk_modes = psk_files_to_fix()?;
     if full {
@@ -154,6 +161,15 @@ fn setup_inner(verbosity: Verbosity) -> Result<bool> {
                     .unwrap_or_default()
             ),
         );
+        line(
+            !missing.cargo_fuzz,
+            &format!(
+                "cargo-fuzz{}",
+                fuzz.as_deref()
+                    .map(|v| format!(" ({v})"))
+                    .unwrap_or_default()
+            ),
+        );
         line(!missing.bpffs, &format!("bpffs mounted at {BPFFS}"));
         line(
             missing.psk_modes.is_empty(),
@@ -164,9 +180,10 @@ fn setup_inner(verbosity: Verbosity) -> Result<bool> {
     if missing.nothing() {
         if !full {
             eprintln!(
-                "== setup: all present ({} Debian packages, nightly rust-src, {}, bpffs)",
+                "== setup: all present ({} Debian packages, nightly rust-src, {}, {}, bpffs)",
                 DEBIAN_PACKAGES.len(),
-                linker.as_deref().unwrap_or("bpf-linker")
+                linker.as_deref().unwrap_or("bpf-linker"),
+                fuzz.as_deref().unwrap_or("cargo-fuzz")
             );
         }
         return Ok(false);
@@ -196,6 +213,9 @@ fn setup_inner(verbosity: Verbosity) -> Result<bool> {
     }
     if missing.bpf_linker {
         install_bpf_linker()?;
+    }
+    if missing.cargo_fuzz {
+        install_cargo_fuzz()?;
     }
     if missing.bpffs {
         eprintln!("== setup: mounting bpffs");
@@ -329,6 +349,56 @@ fn bpf_linker_version() -> Option<String> {
         return None;
     }
     Some(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// `Some("cargo-fuzz 0.13.2")` if `cargo +nightly fuzz` runs.
+fn cargo_fuzz_version() -> Option<String> {
+    let out = probe(cmd("cargo", &["+nightly", "fuzz", "--version"])).ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    Some(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Only what `cargo xtask fuzz` needs: cargo-fuzz (the nightly toolchain
+/// is checked by the whole setup, which runs when cargo-fuzz is missing).
+pub fn ensure_fuzz_tools() -> Result<()> {
+    if cargo_fuzz_version().is_some() {
+        return Ok(());
+    }
+    eprintln!("== setup: cargo-fuzz missing, running `cargo xtask setup` first");
+    setup(Verbosity::Brief)
+}
+
+fn install_cargo_fuzz() -> Result<()> {
+    eprintln!(
+        "== setup: installing cargo-fuzz {CARGO_FUZZ_VERSION} with the nightly toolchain \
+         (the fuzz target of `cargo xtask test`)"
+    );
+    let install = cmd(
+        "cargo",
+        &[
+            "+nightly",
+            "install",
+            "cargo-fuzz",
+            "--version",
+            CARGO_FUZZ_VERSION,
+            "--locked",
+        ],
+    );
+    let (result, took) = timed(|| run(install));
+    result?;
+    eprintln!("   cargo-fuzz built in {}", human(took));
+    match cargo_fuzz_version() {
+        Some(v) => {
+            eprintln!("  ok       {v}");
+            Ok(())
+        }
+        None => bail!(
+            "`cargo +nightly fuzz` still does not run after `cargo install`: is {} on PATH?",
+            cargo_home()?.join("bin").display()
+        ),
+    }
 }
 
 fn cargo_home() -> Result<PathBuf> {
