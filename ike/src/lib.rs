@@ -13,4 +13,5 @@
 
 pub mod alg;
 pub mod crypto;
+pub mod engine;
 pub mod wire;
