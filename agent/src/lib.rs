@@ -5,6 +5,7 @@ pub mod dataplane;
 pub mod explain;
 pub mod frame;
 pub mod hostmaps;
+pub mod ike;
 pub mod run;
 pub mod stats;
 pub mod xsk;

@@ -55,6 +55,17 @@ enum Cmd {
         #[arg(long, default_value_t = 0)]
         icmp_code: u8,
     },
+    /// Each VPN connection's IKE state, with the reason when it is not up.
+    Status {
+        /// The configuration the agent runs (to find its control socket).
+        #[arg(long, short, required_unless_present = "socket")]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        socket: Option<PathBuf>,
+        /// Print the raw JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Counters of a running agent (through its control socket).
     Stats {
         /// The configuration the agent runs (to find its control socket).
@@ -124,16 +135,28 @@ fn dispatch(cmd: Cmd) -> anyhow::Result<ExitCode> {
             print!("{}", explain(&checked.config, &q)?);
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Status {
+            config,
+            socket,
+            json,
+        } => {
+            let path = control_socket(socket, config)?;
+            let answer = ask(&path, "status")?;
+            if json {
+                println!("{answer}");
+            } else {
+                let report: vpcgw::run::StatusReport = serde_json::from_str(&answer)
+                    .with_context(|| format!("unexpected answer from {}", path.display()))?;
+                print!("{}", render_status(&report));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Stats {
             config,
             socket,
             json,
         } => {
-            let path = match (socket, config) {
-                (Some(s), _) => s,
-                (None, Some(c)) => load_or_report(&c)?.config.gateway.control_socket,
-                (None, None) => bail!("--config or --socket is needed"),
-            };
+            let path = control_socket(socket, config)?;
             let answer = ask(&path, "stats")?;
             if json {
                 println!("{answer}");
@@ -145,6 +168,57 @@ fn dispatch(cmd: Cmd) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn control_socket(socket: Option<PathBuf>, config: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    Ok(match (socket, config) {
+        (Some(s), _) => s,
+        (None, Some(c)) => load_or_report(&c)?.config.gateway.control_socket,
+        (None, None) => bail!("--config or --socket is needed"),
+    })
+}
+
+/// The human rendering of `vpcgw status`.
+fn render_status(r: &vpcgw::run::StatusReport) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let _ = writeln!(s, "gateway {}", r.gateway);
+    if r.connections.is_empty() {
+        let _ = writeln!(s, "  no VPN connections configured");
+    }
+    for c in &r.connections {
+        let _ = write!(s, "{} (peer {}): {}", c.name, c.peer, c.state);
+        if let Some(reason) = &c.reason {
+            let _ = write!(s, " -- {reason}");
+        }
+        let _ = writeln!(s);
+        if let (Some(i), Some(rr)) = (&c.ike_spi_i, &c.ike_spi_r) {
+            let role = if c.initiator == Some(true) {
+                "initiator"
+            } else {
+                "responder"
+            };
+            let _ = writeln!(
+                s,
+                "  IKE SA {i}_i {rr}_r, {role}, NAT {}, UDP {}, up {} s",
+                c.nat.as_deref().unwrap_or("?"),
+                c.local_port.unwrap_or(0),
+                c.established_secs.unwrap_or(0)
+            );
+        }
+        for ch in &c.children {
+            let _ = writeln!(
+                s,
+                "  CHILD_SA {}_i {}_o  {} === {} ({})",
+                ch.spi_in,
+                ch.spi_out,
+                ch.local_ts.join(", "),
+                ch.remote_ts.join(", "),
+                ch.state
+            );
+        }
+    }
+    s
 }
 
 /// `vpcgw check`: the summary, or one line per problem and exit 1.

@@ -23,12 +23,78 @@ use crate::compile::{Compiled, compile};
 use crate::config::{self, Config, XdpMode};
 use crate::dataplane::{AttachMode, Dataplane, LoadOptions, ifindex, monotonic_ns};
 use crate::hostmaps::runtime_config;
+use crate::ike::{self, SaEvent};
 use crate::stats::{Snapshot, Totals};
 use crate::xsk::{XskConfig, XskSocket, XskStats, spawn_receiver};
+use std::collections::HashMap;
 
 /// Requests the control socket forwards to the main loop.
 enum Request {
     Stats(oneshot::Sender<Snapshot>),
+    Status(oneshot::Sender<StatusReport>),
+}
+
+/// What `vpcgw status` shows: each connection's IKE state, with its reason.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct StatusReport {
+    pub gateway: String,
+    pub connections: Vec<ike::ConnReport>,
+}
+
+/// The IKE driver task and the means to reach it.
+struct IkeTask {
+    commands: mpsc::Sender<ike::Command>,
+    handle: tokio::task::JoinHandle<anyhow::Result<()>>,
+    /// The IKE-relevant configuration it runs: a reload restarts the task
+    /// only when this changes.
+    fingerprint: String,
+}
+
+async fn start_ike(cfg: &Config, sa_tx: mpsc::Sender<SaEvent>) -> anyhow::Result<Option<IkeTask>> {
+    if cfg.connections.is_empty() {
+        return Ok(None);
+    }
+    let engine_cfg = ike::engine_config(cfg)?;
+    let sockets = ike::bind(cfg.gateway.public_ip).await?;
+    let (tx, rx) = mpsc::channel(64);
+    let handle = tokio::spawn(ike::drive(engine_cfg, sockets, rx, sa_tx));
+    info!(
+        connections = cfg.connections.len(),
+        "IKE started on UDP 500 and 4500"
+    );
+    Ok(Some(IkeTask {
+        commands: tx,
+        handle,
+        fingerprint: ike::fingerprint(cfg),
+    }))
+}
+
+/// Close every IKE SA (Deletes reach the peers) and stop the task.
+async fn stop_ike(task: IkeTask) {
+    let (tx, rx) = oneshot::channel();
+    if task.commands.send(ike::Command::Shutdown(tx)).await.is_ok() {
+        let _ = tokio::time::timeout(Duration::from_secs(3), rx).await;
+    }
+    match tokio::time::timeout(Duration::from_secs(2), task.handle).await {
+        Ok(Ok(Err(e))) => warn!("IKE stopped with an error: {e:#}"),
+        Err(_) => warn!("IKE did not stop in time"),
+        _ => {}
+    }
+}
+
+async fn ike_status(task: Option<&IkeTask>) -> Vec<ike::ConnReport> {
+    let Some(t) = task else {
+        return vec![];
+    };
+    let (tx, rx) = oneshot::channel();
+    if t.commands.send(ike::Command::Status(tx)).await.is_err() {
+        return vec![];
+    }
+    tokio::time::timeout(Duration::from_secs(2), rx)
+        .await
+        .ok()
+        .and_then(|r| r.ok())
+        .unwrap_or_default()
 }
 
 /// Settings that only take effect at start: a reload that changes them is
@@ -159,6 +225,16 @@ pub async fn run(path: PathBuf, debug_log: bool) -> anyhow::Result<()> {
     let mut sweep = tokio::time::interval(cfg.conntrack.sweep_interval);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut log_poll = tokio::time::interval(Duration::from_millis(200));
+
+    // IKE: CHILD_SAs come back on `sa_rx` (the crypto path's feed).
+    let (sa_tx, mut sa_rx) = mpsc::channel::<SaEvent>(256);
+    let mut ike_task = start_ike(&cfg, sa_tx.clone()).await?;
+    // Connection -> inbound SPIs of its live CHILD_SAs.
+    let mut children: HashMap<usize, Vec<u32>> = HashMap::new();
+    // VPN-bound frames seen per connection, to negotiate on traffic.
+    let mut seen_frames: Vec<u64> = Vec::new();
+    let mut acquire = tokio::time::interval(Duration::from_secs(1));
+    acquire.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     info!(config = %path.display(), socket = %socket_path.display(), "vpcgw running");
 
     loop {
@@ -189,6 +265,20 @@ pub async fn run(path: PathBuf, debug_log: bool) -> anyhow::Result<()> {
                                     totals.carry(&cfg, &compiled, &c, &rx);
                                 }
                                 info!(generation, rules = new_compiled.rules.len(), "configuration reloaded");
+                                // IKE restarts only when its part changed.
+                                let changed = ike_task
+                                    .as_ref()
+                                    .map_or(!new_cfg.connections.is_empty(), |t| t.fingerprint != ike::fingerprint(&new_cfg));
+                                if changed {
+                                    if let Some(t) = ike_task.take() {
+                                        stop_ike(t).await;
+                                    }
+                                    children.clear();
+                                    match start_ike(&new_cfg, sa_tx.clone()).await {
+                                        Ok(t) => ike_task = t,
+                                        Err(e) => error!("IKE could not restart with the new configuration: {e:#}"),
+                                    }
+                                }
                                 cfg = new_cfg;
                                 compiled = new_compiled;
                             }
@@ -216,10 +306,48 @@ pub async fn run(path: PathBuf, debug_log: bool) -> anyhow::Result<()> {
                     let snap = Snapshot::take(&dp, &cfg, &compiled, &totals, &xsk_stats, started);
                     let _ = reply.send(snap);
                 }
+                Request::Status(reply) => {
+                    let connections = ike_status(ike_task.as_ref()).await;
+                    let _ = reply.send(StatusReport { gateway: cfg.gateway.name.clone(), connections });
+                }
             },
+            Some(ev) = sa_rx.recv() => match ev {
+                // The crypto path (ESP) takes these over; until it exists the
+                // agent keeps track of which connections have a tunnel.
+                SaEvent::Up(c) => {
+                    let list = children.entry(c.conn).or_default();
+                    if let Some(old) = c.rekeyed_from {
+                        list.retain(|s| *s != old);
+                    }
+                    list.push(c.spi_in);
+                }
+                SaEvent::Down { conn, spi_in, .. } => {
+                    if let Some(list) = children.get_mut(&conn) {
+                        list.retain(|s| *s != spi_in);
+                    }
+                }
+            },
+            _ = acquire.tick() => {
+                // VPN-bound traffic for a connection without a CHILD_SA:
+                // negotiate now (the engine ignores it when an SA exists).
+                let Some(t) = ike_task.as_ref() else { continue };
+                seen_frames.resize(cfg.connections.len(), 0);
+                for (conn, last) in seen_frames.iter_mut().enumerate() {
+                    let now = xsk_stats.conn(dp.slot() as u32, conn as u32).map_or(0, |c| c.packets);
+                    let idle = children.get(&conn).is_none_or(|l| l.is_empty());
+                    if now > *last && idle && cfg.connections.get(conn).is_some_and(|c| c.initiator == config::Initiator::BiDirectional) {
+                        let _ = t.commands.try_send(ike::Command::Acquire(conn));
+                    }
+                    *last = now;
+                }
+            }
         }
     }
 
+    if let Some(t) = ike_task.take() {
+        stop_ike(t).await;
+        info!("IKE SAs closed");
+    }
     control.abort();
     let _ = std::fs::remove_file(&socket_path);
     stop.store(true, Ordering::Relaxed);
@@ -276,6 +404,17 @@ async fn serve_control(listener: UnixListener, tx: mpsc::Sender<Request>) {
                     }
                     match orx.await {
                         Ok(snap) => serde_json::to_string(&snap)
+                            .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}")),
+                        Err(_) => return,
+                    }
+                }
+                (Ok(Ok(_)), "status") => {
+                    let (otx, orx) = oneshot::channel();
+                    if tx.send(Request::Status(otx)).await.is_err() {
+                        return;
+                    }
+                    match orx.await {
+                        Ok(report) => serde_json::to_string(&report)
                             .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}")),
                         Err(_) => return,
                     }

@@ -162,7 +162,8 @@ impl<'a> Agent<'a> {
             if let Ok(Some(st)) = self.process.try_wait() {
                 return Some(Readiness::Exited(st));
             }
-            if round.is_multiple_of(5) && matches!(self.cli(&self.stats_args(false)), Ok((true, _)))
+            if round.is_multiple_of(5)
+                && matches!(self.cli(&self.control_args("stats", false)), Ok((true, _)))
             {
                 return Some(Readiness::Ready("vpcgw stats answers".to_string()));
             }
@@ -192,10 +193,10 @@ impl<'a> Agent<'a> {
         vpcgw(self.ns, &self.bin, args)
     }
 
-    /// `stats [--json]` pointed at the agent: `--socket S` when the socket
-    /// is known (works while the file on disk is broken), else `--config F`.
-    fn stats_args(&self, json: bool) -> Vec<&str> {
-        let mut args = vec!["stats"];
+    /// `CMD [--json]` pointed at the agent: `--socket S` when the socket is
+    /// known (works while the file on disk is broken), else `--config F`.
+    fn control_args<'s>(&'s self, cmd: &'s str, json: bool) -> Vec<&'s str> {
+        let mut args = vec![cmd];
         match &self.socket {
             Some(s) => args.extend(["--socket", s.to_str().unwrap_or_default()]),
             None => args.extend(["--config", self.config.to_str().unwrap_or_default()]),
@@ -206,9 +207,18 @@ impl<'a> Agent<'a> {
         args
     }
 
+    /// `vpcgw status --json`, parsed: each VPN connection's IKE state.
+    pub fn status(&self) -> Result<vpcgw::run::StatusReport> {
+        let (ok, text) = self.cli(&self.control_args("status", true))?;
+        if !ok {
+            bail!("vpcgw status failed: {}", text.trim());
+        }
+        serde_json::from_str(text.trim()).with_context(|| format!("vpcgw status --json: {text}"))
+    }
+
     /// `vpcgw stats --json`, parsed.
     pub fn stats(&self) -> Result<Snapshot> {
-        let (ok, text) = self.cli(&self.stats_args(true))?;
+        let (ok, text) = self.cli(&self.control_args("stats", true))?;
         if !ok {
             bail!("vpcgw stats failed: {}", text.trim());
         }
@@ -218,7 +228,7 @@ impl<'a> Agent<'a> {
 
     /// `vpcgw stats` (the human rendering), for messages.
     pub fn stats_text(&self) -> Result<String> {
-        let (ok, text) = self.cli(&self.stats_args(false))?;
+        let (ok, text) = self.cli(&self.control_args("stats", false))?;
         if !ok {
             bail!("vpcgw stats failed: {}", text.trim());
         }
@@ -332,7 +342,7 @@ pub struct ConfigDir {
 }
 
 /// A test-only pre-shared key (never used for a real tunnel).
-const TEST_PSK: &str = "vpcgw-test-key-not-a-secret-0123456789\n";
+pub const TEST_PSK: &str = "vpcgw-test-key-not-a-secret-0123456789\n";
 
 impl ConfigDir {
     /// `examples/site-to-site.toml`, made private.

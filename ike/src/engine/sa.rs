@@ -2125,7 +2125,8 @@ impl IkeSa {
                 return self.gave_up(cx, &spec, kind);
             }
             p.interval = (p.interval * 2).min(cx.cfg.retransmit_max);
-            p.next_at = now + p.interval;
+            // The last wait ends when the request is given up, not later.
+            p.next_at = (now + p.interval).min(p.give_up_at);
             let bytes = p.bytes.clone();
             self.transmit(cx, bytes);
         }
