@@ -199,34 +199,36 @@ pub async fn drive(
         engine.initiate(StdInstant::now(), i);
     }
     let mut states: HashMap<usize, ConnState> = HashMap::new();
-    // Datagrams are at most this long (IKE_SA_INIT with MODP 2048 is ~600).
-    let mut buf500 = vec![0u8; 65_536];
-    let mut buf4500 = vec![0u8; 65_536];
+    // Any UDP datagram fits (IKE_SA_INIT with MODP 2048 is ~600 bytes).
+    let mut buf = vec![0u8; 65_536];
+    const IDLE: std::time::Duration = std::time::Duration::from_secs(3600);
+    let idle = || tokio::time::Instant::now() + IDLE;
+    // One timer, moved when the engine's next deadline moves: a new timer
+    // per datagram costs more than answering an IKE_SA_INIT with a cookie.
+    let timer = tokio::time::sleep_until(idle());
+    tokio::pin!(timer);
     loop {
         flush(&mut engine, &s500, &s4500).await;
         events(&mut engine, &names, &mut states, &sa_tx).await;
-        let wake = engine
-            .poll_timeout()
-            .map(tokio::time::Instant::from_std)
-            .unwrap_or_else(|| tokio::time::Instant::now() + std::time::Duration::from_secs(3600));
+        let wake = match engine.poll_timeout() {
+            Some(t) => tokio::time::Instant::from_std(t),
+            // Nothing due: keep a far deadline rather than move it each time.
+            None if timer.deadline() > tokio::time::Instant::now() + IDLE / 2 => timer.deadline(),
+            None => idle(),
+        };
+        if timer.deadline() != wake {
+            timer.as_mut().reset(wake);
+        }
         tokio::select! {
-            r = s500.recv_from(&mut buf500) => match r {
-                Ok((n, from)) => {
-                    if let Some(d) = buf500.get(..n) {
-                        engine.handle_datagram(StdInstant::now(), IKE_PORT, unmap(from), d);
-                    }
-                }
+            r = s500.readable() => match r {
+                Ok(()) => drain(&mut engine, &s500, IKE_PORT, &mut buf),
                 Err(e) => debug!("IKE socket 500: {e}"),
             },
-            r = s4500.recv_from(&mut buf4500) => match r {
-                Ok((n, from)) => {
-                    if let Some(d) = buf4500.get(..n) {
-                        engine.handle_datagram(StdInstant::now(), NATT_PORT, unmap(from), d);
-                    }
-                }
+            r = s4500.readable() => match r {
+                Ok(()) => drain(&mut engine, &s4500, NATT_PORT, &mut buf),
                 Err(e) => debug!("IKE socket 4500: {e}"),
             },
-            _ = tokio::time::sleep_until(wake) => engine.handle_timeout(StdInstant::now()),
+            _ = &mut timer => engine.handle_timeout(StdInstant::now()),
             c = commands.recv() => match c {
                 Some(Command::Acquire(conn)) => engine.initiate(StdInstant::now(), conn),
                 Some(Command::Status(reply)) => {
@@ -257,6 +259,29 @@ fn unmap(a: SocketAddr) -> SocketAddr {
             None => a,
         },
         IpAddr::V4(_) => a,
+    }
+}
+
+/// Datagrams handled per wake-up before the answers go out.
+const BATCH: usize = 64;
+
+/// Hands the engine what `sock` has queued, up to [`BATCH`] datagrams: one
+/// wake-up per batch rather than per datagram, which is what keeps the
+/// driver ahead of an IKE_SA_INIT flood.
+fn drain(engine: &mut Engine, sock: &UdpSocket, port: u16, buf: &mut [u8]) {
+    for _ in 0..BATCH {
+        match sock.try_recv_from(buf) {
+            Ok((n, from)) => {
+                if let Some(d) = buf.get(..n) {
+                    engine.handle_datagram(StdInstant::now(), port, unmap(from), d);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+            Err(e) => {
+                debug!("IKE socket {port}: {e}");
+                return;
+            }
+        }
     }
 }
 

@@ -4,6 +4,8 @@
 
 pub mod agent;
 pub mod bed;
+pub mod flood;
+pub mod interop;
 pub mod netns;
 pub mod strongswan;
 

@@ -524,22 +524,23 @@ pub fn run_timeout(mut c: Command, limit: Duration, stdin: Option<Vec<u8>>) -> R
     }
     let out_rx = read_to_end_thread(child.stdout.take());
     let err_rx = read_to_end_thread(child.stderr.take());
-    let start = Instant::now();
-    let mut nap = Duration::from_millis(1);
-    let status = loop {
-        if let Some(st) = child
-            .try_wait()
-            .with_context(|| format!("waiting for `{what}`"))?
-        {
-            break st;
-        }
-        if start.elapsed() >= limit {
-            let _ = child.kill();
-            let _ = child.wait();
+    // A blocking wait on its own thread, not a polling loop: the bench
+    // times commands with this, and polling would round its figures up to
+    // the polling steps.
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = tx.send(child.wait());
+    });
+    let status = match rx.recv_timeout(limit) {
+        Ok(st) => st.with_context(|| format!("waiting for `{what}`"))?,
+        Err(_) => {
+            // SAFETY: kill(2) on the child's pid: it cannot have been reused,
+            // as the child is not reaped until the waiting thread returns.
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+            let _ = rx.recv_timeout(Duration::from_secs(2));
             bail!("`{what}` did not finish within {limit:?} (killed)");
         }
-        thread::sleep(nap);
-        nap = (nap * 2).min(Duration::from_millis(20));
     };
     // A grandchild could hold the pipes open: bound the reads too.
     let grace = Duration::from_secs(2);

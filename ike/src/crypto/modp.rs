@@ -7,8 +7,17 @@
 //!
 //! The group's q = (p-1)/2 is set (p is a safe prime and 2 generates the
 //! subgroup of order q, as p = 7 mod 8), so aws-lc checks that the peer's
-//! value lies in that subgroup as well as 1 < y < p-1, and draws the
-//! private exponent uniformly from [1, q-1].
+//! value lies in that subgroup as well as 1 < y < p-1 (full public-key
+//! validation, SP 800-56A Rev. 3 5.6.2.3.1).
+//!
+//! The private exponent is drawn (by aws-lc's RNG) uniformly from
+//! [1, 2^256 - 1], not from [1, q-1]: SP 800-56A Rev. 3 5.6.1.1.4 allows a
+//! length N >= 2s for a safe-prime group (s = 112 bits for this one), and
+//! RFC 3526 section 8 asks for 220 to 320 bits. With p a safe prime there
+//! is no small subgroup for a short exponent to fall into. It makes key
+//! generation and agreement about 8 times cheaper than a 2047-bit exponent,
+//! which is what lets a responder answer IKE_SA_INIT at a useful rate; the
+//! subgroup check of the peer's value still costs one full exponentiation.
 
 use std::mem::ManuallyDrop;
 use std::ptr::{self, NonNull};
@@ -20,6 +29,9 @@ use super::{CryptoError, Secret};
 
 /// Bytes of the modulus, the public values and the shared secret.
 pub(super) const LEN: usize = 256;
+
+/// Bits of the private exponents we draw (see the module's notes).
+const PRIVATE_BITS: i32 = 256;
 
 /// An owned BIGNUM, freed when dropped unless handed over with
 /// [`Bn::into_raw`].
@@ -139,11 +151,34 @@ impl ModpKey {
         Ok(out)
     }
 
-    /// A new key pair; returns it with our public value.
+    /// A new key pair (a [`PRIVATE_BITS`]-bit exponent); returns it with
+    /// our public value.
     pub(super) fn generate() -> Result<(ModpKey, Vec<u8>), CryptoError> {
+        let limit = Bn::new()?;
+        let x = Bn::new()?;
+        // SAFETY: `limit` and `x` are valid BIGNUMs we own. BN_set_bit makes
+        // limit = 2^PRIVATE_BITS; BN_rand_range_ex draws x uniformly from
+        // [1, limit) with aws-lc's RNG.
+        let ok = unsafe {
+            ffi::BN_set_bit(limit.as_ptr(), PRIVATE_BITS) == 1
+                && ffi::BN_rand_range_ex(x.as_ptr(), 1, limit.as_ptr()) == 1
+        };
+        if !ok {
+            clear_errors();
+            return Err(CryptoError::Backend);
+        }
+        ModpKey::with_private(x)
+    }
+
+    /// The key pair of private exponent `x`.
+    fn with_private(x: Bn) -> Result<(ModpKey, Vec<u8>), CryptoError> {
         let key = ModpKey::with_group()?;
-        // SAFETY: the DH object is valid with p, q, g set and no private
-        // key, so DH_generate_key draws one and computes g^x mod p.
+        // SAFETY: the DH object is valid; DH_set0_key takes ownership of the
+        // non-null private key (and leaves the absent public key alone).
+        unsafe { ffi::DH_set0_key(key.dh.as_ptr(), ptr::null_mut(), x.into_raw()) };
+        // SAFETY: the DH object is valid with p, q, g and a private key, so
+        // DH_generate_key only computes the public value g^x mod p
+        // (constant time in x).
         if unsafe { ffi::DH_generate_key(key.dh.as_ptr()) } != 1 {
             clear_errors();
             return Err(CryptoError::Backend);
@@ -156,22 +191,10 @@ impl ModpKey {
     /// known-answer tests.
     #[cfg(test)]
     pub(super) fn from_private(x: &[u8]) -> Result<(ModpKey, Vec<u8>), CryptoError> {
-        let key = ModpKey::with_group()?;
         // SAFETY: `x` is valid for reads of x.len() bytes; with a null `ret`
         // BN_bin2bn allocates the BIGNUM it returns, which we own.
-        let priv_key =
-            Bn::from_raw(unsafe { ffi::BN_bin2bn(x.as_ptr(), x.len(), ptr::null_mut()) })?;
-        // SAFETY: the DH object is valid; DH_set0_key takes ownership of the
-        // non-null private key (and leaves the absent public key alone).
-        unsafe { ffi::DH_set0_key(key.dh.as_ptr(), ptr::null_mut(), priv_key.into_raw()) };
-        // SAFETY: as in `generate`; with a private key present
-        // DH_generate_key only computes the public value from it.
-        if unsafe { ffi::DH_generate_key(key.dh.as_ptr()) } != 1 {
-            clear_errors();
-            return Err(CryptoError::Backend);
-        }
-        let public = key.public_value()?;
-        Ok((key, public))
+        let x = Bn::from_raw(unsafe { ffi::BN_bin2bn(x.as_ptr(), x.len(), ptr::null_mut()) })?;
+        ModpKey::with_private(x)
     }
 
     /// `peer^x mod p`, left-padded to [`LEN`] bytes, after aws-lc's checks

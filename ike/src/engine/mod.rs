@@ -18,7 +18,7 @@ pub mod spec;
 pub mod ts;
 
 use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use crate::alg::{Encryption, Integrity};
@@ -155,11 +155,24 @@ struct ConnRuntime {
     /// The current IKE SA (our SPI).
     sa: Option<[u8; 8]>,
     retry_at: Option<Instant>,
+    /// After DPD `clear`: [`Engine::initiate`] does nothing until an SA is
+    /// established again (by the peer).
+    parked: bool,
+    /// Half-open SAs with this connection's peer.
+    half_open: usize,
 }
 
 pub struct Engine {
     cfg: EngineConfig,
+    /// Every IKE SA by our SPI. Changed only through `insert_sa`,
+    /// `remove_sa` and `on_sa`, which keep the two fields below true.
     sas: HashMap<[u8; 8], IkeSa>,
+    /// How many of `sas` are half-open (the cookie and flood bounds).
+    half_open: usize,
+    /// SAs we answered, by (peer address, initiator SPI): finds the SA of a
+    /// retransmitted IKE_SA_INIT without a scan. Entries can outlive their
+    /// SA (checked on use, pruned as the index grows).
+    by_init: HashMap<(IpAddr, [u8; 8]), [u8; 8]>,
     conns: Vec<ConnRuntime>,
     cookie: CookieSecret,
     cookie_since: Instant,
@@ -181,11 +194,15 @@ impl Engine {
                 reason: None,
                 sa: None,
                 retry_at: None,
+                parked: false,
+                half_open: 0,
             })
             .collect();
         Ok(Engine {
             cfg,
             sas: HashMap::new(),
+            half_open: 0,
+            by_init: HashMap::new(),
             conns,
             cookie: CookieSecret::new()?,
             cookie_since: now,
@@ -223,19 +240,80 @@ impl Engine {
         )
     }
 
+    /// One more (`up`) or one fewer half-open SA for connection `conn`.
+    fn count_half_open(&mut self, conn: usize, up: bool) {
+        let rt = self.conns.get_mut(conn);
+        if up {
+            self.half_open += 1;
+            if let Some(rt) = rt {
+                rt.half_open += 1;
+            }
+        } else {
+            self.half_open = self.half_open.saturating_sub(1);
+            if let Some(rt) = rt {
+                rt.half_open = rt.half_open.saturating_sub(1);
+            }
+        }
+    }
+
+    fn insert_sa(&mut self, sa: IkeSa) -> [u8; 8] {
+        let spi = sa.our_spi();
+        if sa.is_half_open() {
+            self.count_half_open(sa.conn, true);
+        }
+        if !sa.we_initiated {
+            if self.by_init.len() >= 2 * self.sas.len() + 1024 {
+                let sas = &self.sas;
+                self.by_init.retain(|_, ours| sas.contains_key(ours));
+            }
+            self.by_init.insert((sa.peer_addr(), sa.spi_i), spi);
+        }
+        if let Some(old) = self.sas.insert(spi, sa)
+            && old.is_half_open()
+        {
+            self.count_half_open(old.conn, false);
+        }
+        spi
+    }
+
+    fn remove_sa(&mut self, spi: &[u8; 8]) -> Option<IkeSa> {
+        let sa = self.sas.remove(spi)?;
+        if sa.is_half_open() {
+            self.count_half_open(sa.conn, false);
+        }
+        Some(sa)
+    }
+
+    /// Runs `f` on SA `spi` with the context; None if there is no such SA.
+    fn on_sa<R>(
+        &mut self,
+        now: Instant,
+        spi: &[u8; 8],
+        f: impl FnOnce(&mut IkeSa, &mut Ctx<'_>) -> R,
+    ) -> Option<R> {
+        let (mut cx, sas) = self.ctx(now);
+        let sa = sas.get_mut(spi)?;
+        let before = sa.is_half_open();
+        let r = f(sa, &mut cx);
+        let (after, conn) = (sa.is_half_open(), sa.conn);
+        if before != after {
+            self.count_half_open(conn, after);
+        }
+        Some(r)
+    }
+
     /// Start negotiating connection `conn` (at start, or on traffic). No-op
-    /// when it has an IKE SA already.
+    /// when it has an IKE SA already, or when DPD `clear` parked it.
     pub fn initiate(&mut self, now: Instant, conn: usize) {
         let Some(rt) = self.conns.get(conn) else {
             return;
         };
-        if rt.sa.is_some_and(|s| self.sas.contains_key(&s)) {
+        if rt.parked || rt.sa.is_some_and(|s| self.sas.contains_key(&s)) {
             return;
         }
-        let (mut cx, sas) = self.ctx(now);
+        let (mut cx, _) = self.ctx(now);
         if let Some(sa) = IkeSa::initiate(&mut cx, conn) {
-            let spi = sa.our_spi();
-            sas.insert(spi, sa);
+            let spi = self.insert_sa(sa);
             if let Some(rt) = self.conns.get_mut(conn) {
                 rt.sa = Some(spi);
                 rt.retry_at = None;
@@ -285,12 +363,12 @@ impl Engine {
         } else {
             h.spi_r
         };
-        let (mut cx, sas) = self.ctx(now);
-        let Some(sa) = sas.get_mut(&ours) else {
+        let Some(actions) = self.on_sa(now, &ours, |sa, cx| {
+            sa.on_message(cx, from, local_port, ike, &msg)
+        }) else {
             self.stats.unknown_sa += 1;
             return;
         };
-        let actions = sa.on_message(&mut cx, from, local_port, ike, &msg);
         self.apply(now, ours, actions);
         self.fold_events();
     }
@@ -318,14 +396,18 @@ impl Engine {
         // A retransmission of a request we answered: the SA answers again.
         let h = &msg.header;
         if let Some(spi) = self
-            .sas
-            .iter()
-            .find(|(_, s)| !s.we_initiated && s.spi_i == h.spi_i && s.peer_addr() == from.ip())
-            .map(|(k, _)| *k)
+            .by_init
+            .get(&(from.ip(), h.spi_i))
+            .copied()
+            .filter(|ours| {
+                self.sas.get(ours).is_some_and(|s| {
+                    !s.we_initiated && s.spi_i == h.spi_i && s.peer_addr() == from.ip()
+                })
+            })
         {
-            let (mut cx, sas) = self.ctx(now);
-            if let Some(sa) = sas.get_mut(&spi) {
-                let actions = sa.on_message(&mut cx, from, local_port, raw, msg);
+            if let Some(actions) = self.on_sa(now, &spi, |sa, cx| {
+                sa.on_message(cx, from, local_port, raw, msg)
+            }) {
                 self.apply(now, spi, actions);
             }
             return;
@@ -337,12 +419,15 @@ impl Engine {
                 return;
             }
         };
-        let half_open = self.sas.values().filter(|s| s.is_half_open()).count();
-        if half_open >= self.cfg.half_open_limit {
+        let (all, peer) = (
+            self.half_open,
+            self.conns.get(conn).map_or(0, |r| r.half_open),
+        );
+        if all >= self.cfg.half_open_limit || peer >= self.cfg.peer_half_open_limit {
             self.stats.half_open_refused += 1;
             return;
         }
-        if half_open >= self.cfg.cookie_threshold {
+        if all >= self.cfg.cookie_threshold || peer >= self.cfg.peer_cookie_threshold {
             if now.saturating_duration_since(self.cookie_since) >= COOKIE_ROTATION {
                 let _ = self.cookie.rotate();
                 self.cookie_since = now;
@@ -401,12 +486,11 @@ impl Engine {
             .conns
             .get(conn)
             .is_some_and(|r| r.state == ConnState::Established);
-        let (mut cx, sas) = self.ctx(now);
+        let (mut cx, _) = self.ctx(now);
         if let Some(sa) =
             IkeSa::respond_init(&mut cx, conn, quiet, from, local_port, raw, h, &payloads)
         {
-            let spi = sa.our_spi();
-            sas.insert(spi, sa);
+            self.insert_sa(sa);
         }
     }
 
@@ -419,7 +503,7 @@ impl Engine {
         for a in actions {
             match a {
                 Action::Remove => {
-                    self.sas.remove(&spi);
+                    self.remove_sa(&spi);
                     if let Some(rt) = self.conns.get_mut(conn)
                         && rt.sa == Some(spi)
                     {
@@ -427,8 +511,7 @@ impl Engine {
                     }
                 }
                 Action::Insert(new) => {
-                    let new_spi = new.our_spi();
-                    self.sas.insert(new_spi, *new);
+                    let new_spi = self.insert_sa(*new);
                     if let Some(rt) = self.conns.get_mut(conn) {
                         rt.sa = Some(new_spi);
                     }
@@ -441,13 +524,19 @@ impl Engine {
                         .map(|(k, _)| *k)
                         .collect();
                     for k in others {
-                        if let Some(mut sa) = self.sas.remove(&k) {
+                        if let Some(mut sa) = self.remove_sa(&k) {
                             let (mut cx, _) = self.ctx(now);
                             sa.close(&mut cx, "replaced (the peer sent INITIAL_CONTACT)");
                         }
                     }
                     if let Some(rt) = self.conns.get_mut(conn) {
                         rt.sa = Some(spi);
+                    }
+                }
+                Action::Park => {
+                    if let Some(rt) = self.conns.get_mut(conn) {
+                        rt.parked = true;
+                        rt.retry_at = None;
                     }
                 }
                 Action::Retry => {
@@ -466,12 +555,9 @@ impl Engine {
     pub fn handle_timeout(&mut self, now: Instant) {
         let spis: Vec<[u8; 8]> = self.sas.keys().copied().collect();
         for spi in spis {
-            let (mut cx, sas) = self.ctx(now);
-            let Some(sa) = sas.get_mut(&spi) else {
-                continue;
-            };
-            let actions = sa.on_timeout(&mut cx);
-            self.apply(now, spi, actions);
+            if let Some(actions) = self.on_sa(now, &spi, |sa, cx| sa.on_timeout(cx)) {
+                self.apply(now, spi, actions);
+            }
         }
         let due: Vec<usize> = self
             .conns
@@ -513,6 +599,9 @@ impl Engine {
                 rt.state = *state;
                 if reason.is_some() || *state == ConnState::Established {
                     rt.reason = reason.clone();
+                }
+                if *state == ConnState::Established {
+                    rt.parked = false;
                 }
             }
         }
@@ -570,12 +659,36 @@ impl Engine {
     pub fn shutdown(&mut self, now: Instant) {
         let spis: Vec<[u8; 8]> = self.sas.keys().copied().collect();
         for spi in spis {
-            if let Some(mut sa) = self.sas.remove(&spi) {
+            if let Some(mut sa) = self.remove_sa(&spi) {
                 let (mut cx, _) = self.ctx(now);
                 sa.close(&mut cx, "shutting down");
             }
         }
         self.fold_events();
+    }
+}
+
+#[cfg(test)]
+impl Engine {
+    /// The counters `insert_sa`, `remove_sa` and `on_sa` keep, recounted.
+    fn check_counts(&self) {
+        let half_open = self.sas.values().filter(|s| s.is_half_open()).count();
+        assert_eq!(self.half_open, half_open, "half-open count drifted");
+        for (i, rt) in self.conns.iter().enumerate() {
+            let n = self
+                .sas
+                .values()
+                .filter(|s| s.conn == i && s.is_half_open())
+                .count();
+            assert_eq!(rt.half_open, n, "half-open count of connection {i} drifted");
+        }
+        for s in self.sas.values().filter(|s| !s.we_initiated) {
+            assert_eq!(
+                self.by_init.get(&(s.peer_addr(), s.spi_i)),
+                Some(&s.our_spi()),
+                "responder SA missing from the index"
+            );
+        }
     }
 }
 

@@ -124,6 +124,9 @@ pub enum Action {
     DropOthers,
     /// The connection failed: negotiate again later (if it initiates).
     Retry,
+    /// DPD `clear`: the connection waits for its peer; traffic does not
+    /// bring it back (until the peer sets up an SA, or a reload).
+    Park,
 }
 
 pub struct Ctx<'a> {
@@ -213,6 +216,29 @@ fn random_spi4() -> Option<u32> {
             return Some(s);
         }
     }
+}
+
+/// Keeps the earliest of the instants pushed into it.
+struct Earliest<'a>(&'a mut Option<Instant>);
+
+impl Earliest<'_> {
+    fn push(&mut self, t: Instant) {
+        *self.0 = Some(self.0.map_or(t, |e| e.min(t)));
+    }
+
+    fn extend(&mut self, t: Option<Instant>) {
+        if let Some(t) = t {
+            self.push(t);
+        }
+    }
+}
+
+/// When to try a refused or failed rekey again: 2 to 10 s, drawn anew each
+/// time, so two ends that collided (each answered TEMPORARY_FAILURE) do not
+/// collide again in lockstep.
+fn rekey_retry() -> Duration {
+    let r = random(1).and_then(|v| v.first().copied()).unwrap_or(0) as u64;
+    Duration::from_millis(2_000 + r * 8_000 / 255)
 }
 
 /// `lifetime` less 5-15%, so both ends rarely rekey at the same moment.
@@ -1496,7 +1522,7 @@ impl IkeSa {
                 && c.state == ChildState::Rekeying
             {
                 c.state = ChildState::Installed;
-                c.rekey_at = cx.now + Duration::from_secs(10);
+                c.rekey_at = cx.now + rekey_retry();
             }
         };
         if let Some(n) = error_notify(p) {
@@ -1839,8 +1865,7 @@ impl IkeSa {
         let Some(spec) = cx.spec(self.conn).cloned() else {
             return vec![];
         };
-        let backoff =
-            |sa: &mut IkeSa, cx: &Ctx<'_>| sa.rekey_at = Some(cx.now + Duration::from_secs(10));
+        let backoff = |sa: &mut IkeSa, cx: &Ctx<'_>| sa.rekey_at = Some(cx.now + rekey_retry());
         if error_notify(p).is_some() {
             backoff(self, cx);
             return vec![];
@@ -2218,13 +2243,17 @@ impl IkeSa {
         cx.state(self.conn, ConnState::Down, Some(reason.to_string()));
         match action {
             DpdAction::Restart => vec![Action::Remove, Action::Retry],
-            DpdAction::Hold | DpdAction::Clear => vec![Action::Remove],
+            DpdAction::Hold => vec![Action::Remove],
+            DpdAction::Clear => vec![Action::Remove, Action::Park],
         }
     }
 
     /// The earliest instant this SA needs `on_timeout`.
     pub fn next_deadline(&self, cfg: &EngineConfig, spec: Option<&ConnSpec>) -> Option<Instant> {
-        let mut t: Vec<Instant> = Vec::new();
+        // The earliest so far; no allocation, as the driver asks after
+        // every batch of datagrams, for every SA.
+        let mut earliest: Option<Instant> = None;
+        let mut t = Earliest(&mut earliest);
         if let Some(p) = &self.pending {
             t.push(p.next_at);
         }
@@ -2261,7 +2290,7 @@ impl IkeSa {
                 t.push(self.last_sent + cfg.nat_keepalive);
             }
         }
-        t.into_iter().min()
+        earliest
     }
 
     pub fn peer_addr(&self) -> IpAddr {

@@ -160,6 +160,12 @@ pub struct EngineConfig {
     /// Hard bound on half-open IKE SAs: beyond it new IKE_SA_INIT requests
     /// are dropped. Bounds memory under a flood.
     pub half_open_limit: usize,
+    /// The same two bounds per peer address, so a flood in one peer's name
+    /// neither makes the other peers return cookies nor uses up the whole
+    /// half-open table (an attacker who can answer cookies sent to that
+    /// address gets only this far).
+    pub peer_cookie_threshold: usize,
+    pub peer_half_open_limit: usize,
     /// How long a half-open SA may wait for IKE_AUTH.
     pub half_open_timeout: Duration,
     /// First retransmission delay; doubles up to `retransmit_max`.
@@ -184,6 +190,8 @@ impl EngineConfig {
             connections,
             cookie_threshold: 64,
             half_open_limit: 4096,
+            peer_cookie_threshold: 8,
+            peer_half_open_limit: 512,
             half_open_timeout: Duration::from_secs(30),
             retransmit_initial: Duration::from_millis(500),
             retransmit_max: Duration::from_secs(8),

@@ -169,6 +169,8 @@ impl Pair {
                 self.events_b.push(e);
             }
             if !moved {
+                self.a.check_counts();
+                self.b.check_counts();
                 return;
             }
         }
@@ -476,6 +478,48 @@ fn dead_peer_is_detected_within_the_timeout() {
 }
 
 #[test]
+fn dpd_actions_decide_what_happens_after_a_dead_peer() {
+    for action in [DpdAction::Clear, DpdAction::Hold, DpdAction::Restart] {
+        let mut ca = conn(A, B, "same-key-123456", true, algs_gcm());
+        if let Some(d) = ca.dpd.as_mut() {
+            d.action = action;
+        }
+        let mut p = Pair::new(ca, conn(B, A, "same-key-123456", false, algs_gcm()));
+        p.a.initiate(p.now, 0);
+        p.pump();
+        p.lose = Box::new(|from_a, _| !from_a);
+        p.run_for(Duration::from_secs(21));
+        let st = p.state(true);
+        assert_eq!(
+            st.reason.as_deref(),
+            Some("peer not responding (dead peer detection)"),
+            "{action:?}"
+        );
+        assert_ne!(st.state, ConnState::Established, "{action:?}");
+        p.lose = Box::new(|_, _| false);
+        // Traffic asks for the tunnel (the agent's acquire).
+        p.a.initiate(p.now, 0);
+        p.run_for(Duration::from_secs(6));
+        let st = p.state(true).state;
+        match action {
+            // Parked: traffic does not bring it back, only the peer (here
+            // restarted, as a rebooted router would).
+            DpdAction::Clear => {
+                assert_eq!(st, ConnState::Down, "{action:?}");
+                let cb = conn(B, A, "same-key-123456", false, algs_gcm());
+                p.b = Engine::new(EngineConfig::new(ip(B), vec![cb]), p.now).unwrap();
+                p.b.initiate(p.now, 0);
+                p.pump();
+                assert_eq!(p.state(true).state, ConnState::Established);
+            }
+            DpdAction::Hold | DpdAction::Restart => {
+                assert_eq!(st, ConnState::Established, "{action:?}")
+            }
+        }
+    }
+}
+
+#[test]
 fn lost_packets_are_retransmitted_and_replays_answered_from_memory() {
     let mut p = Pair::new(
         conn(A, B, "same-key-123456", true, algs_gcm()),
@@ -545,7 +589,8 @@ fn flood_of_ike_sa_init_needs_cookies_and_keeps_memory_bounded() {
         p.b.handle_datagram(p.now, IKE_PORT, SocketAddr::new(ip(A), IKE_PORT), &t.data);
         while p.b.poll_transmit().is_some() {}
     }
-    let half_open = p.b.sas.values().filter(|s| s.is_half_open()).count();
+    p.b.check_counts();
+    let half_open = p.b.half_open;
     assert!(half_open <= 4, "{half_open} half-open SAs kept");
     assert!(p.b.stats().cookies_sent >= 190);
     // The real initiator is asked for a cookie and gets through.
@@ -560,6 +605,50 @@ fn flood_of_ike_sa_init_needs_cookies_and_keeps_memory_bounded() {
     // Half-open SAs expire.
     p.run_for(Duration::from_secs(31));
     assert_eq!(p.b.sas.values().filter(|s| s.is_half_open()).count(), 0);
+}
+
+/// The first payload of `t`'s IKE message (after the non-ESP marker).
+fn first_payload(t: &Transmit) -> u8 {
+    let data = if t.src_port == NATT_PORT {
+        &t.data[4..]
+    } else {
+        &t.data[..]
+    };
+    wire::parse_message(data).unwrap().payloads[0].ty
+}
+
+#[test]
+fn a_flood_in_one_peers_name_spares_the_other_peers() {
+    const C: &str = "198.51.100.3";
+    let cb = conn(A, B, "same-key-123456", false, algs_gcm());
+    let mut cc = conn(A, C, "other-key-98765", false, algs_gcm());
+    cc.name = "to-c".into();
+    let now = Instant::now();
+    let mut r = Engine::new(EngineConfig::new(ip(A), vec![cb, cc]), now).unwrap();
+    let from_b = conn(B, A, "same-key-123456", true, algs_gcm());
+    for _ in 0..100 {
+        let mut e = Engine::new(EngineConfig::new(ip(B), vec![from_b.clone()]), now).unwrap();
+        e.initiate(now, 0);
+        let t = e.poll_transmit().unwrap();
+        r.handle_datagram(now, IKE_PORT, SocketAddr::new(ip(B), IKE_PORT), &t.data);
+    }
+    r.check_counts();
+    let answers: Vec<u8> = std::iter::from_fn(|| r.poll_transmit())
+        .map(|t| first_payload(&t))
+        .collect();
+    let full = answers.iter().filter(|&&p| p == payload::SA).count();
+    assert_eq!(full, r.cfg.peer_cookie_threshold, "B's own bound");
+    assert_eq!(r.stats().cookies_sent as usize, 100 - full);
+    // C is answered in full, at once.
+    let mut c = Engine::new(
+        EngineConfig::new(ip(C), vec![conn(C, A, "other-key-98765", true, algs_gcm())]),
+        now,
+    )
+    .unwrap();
+    c.initiate(now, 0);
+    let t = c.poll_transmit().unwrap();
+    r.handle_datagram(now, IKE_PORT, SocketAddr::new(ip(C), IKE_PORT), &t.data);
+    assert_eq!(first_payload(&r.poll_transmit().unwrap()), payload::SA);
 }
 
 #[test]

@@ -1,8 +1,5 @@
-//! `cargo xtask bench`: what the XDP program costs per packet.
-//!
-//! A harness, not a test: it prints figures and ratios, measured in one run
-//! on this machine. The program runs in the kernel through BPF_PROG_TEST_RUN
-//! with `repeat`, which times the program alone (no driver, no syscall).
+//! What the XDP program costs per packet. The program runs in the kernel
+//! through BPF_PROG_TEST_RUN with `repeat`, which times the program alone (no driver, no syscall).
 //!
 //! Configurations: the tested port carries N rules (10, 1,000, 10,000), and
 //! the policy always holds 1,000 remote prefixes (filler rules on another
@@ -30,18 +27,14 @@ use vpcgw::dataplane::test_run;
 use vpcgw::frame::{FrameSpec, TCP_ACK, TCP_SYN};
 use vpcgw_tests::xdp::{If, Loaded, Rig, XDP_DROP, XDP_PASS, parse_config};
 
+use crate::quick;
+
 const PREFIXES: usize = 1_000;
 const SERVER: &str = "192.168.1.10";
 const SERVER_MAC: &str = "02:00:00:00:01:0a";
 const REPEAT: u32 = 1_000_000;
 const RUNS: usize = 5;
 const NEW_FLOWS: u16 = 20_000;
-
-/// `BENCH_QUICK=1`: fewer repetitions and only the 10- and 10,000-rule rows,
-/// for trying a change; the figures are noisier.
-fn quick() -> bool {
-    std::env::var_os("BENCH_QUICK").is_some()
-}
 
 fn repeat() -> u32 {
     if quick() { 200_000 } else { REPEAT }
@@ -233,14 +226,12 @@ fn measure(rig: &Rig, rules: usize) -> Result<Row> {
     .context("measuring")
 }
 
-fn main() -> Result<()> {
-    vpcgw_tests::require_root()?;
+pub fn run() -> Result<()> {
     let rig = Rig::new()?;
     println!(
-        "vpcgw bench: XDP program cost per packet (BPF_PROG_TEST_RUN, median of {RUNS} runs of \
+        "XDP program cost per packet (BPF_PROG_TEST_RUN, median of {RUNS} runs of \
          {REPEAT} repetitions; {PREFIXES} remote prefixes in every policy)"
     );
-    println!("machine: {}", machine());
     let mut rows = Vec::new();
     let sizes: &[usize] = if quick() {
         &[10, 10_000]
@@ -306,21 +297,4 @@ fn main() -> Result<()> {
         );
     }
     Ok(())
-}
-
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|s| s.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default();
-    format!("{cpu}, {cpus} CPUs, kernel {kernel}")
 }
