@@ -432,10 +432,7 @@ impl Engine {
                 let _ = self.cookie.rotate();
                 self.cookie_since = now;
             }
-            let nonce = payloads.iter().find_map(|p| match p {
-                Payload::Nonce(n) => Some(n.clone()),
-                _ => None,
-            });
+            let nonce = sa::nonce_payload(&payloads);
             let cookie = payloads.iter().find_map(|p| match p {
                 Payload::Notify(n) if n.ty == notify::COOKIE => Some(n.data.clone()),
                 _ => None,

@@ -241,6 +241,81 @@ fn rekey_retry() -> Duration {
     Duration::from_millis(2_000 + r * 8_000 / 255)
 }
 
+/// The proposals of the first SA payload.
+fn sa_payload(p: &[Payload]) -> Option<Vec<Proposal>> {
+    p.iter().find_map(|x| match x {
+        Payload::Sa(v) => Some(v.clone()),
+        _ => None,
+    })
+}
+
+/// The nonce data.
+pub(super) fn nonce_payload(p: &[Payload]) -> Option<Vec<u8>> {
+    p.iter().find_map(|x| match x {
+        Payload::Nonce(n) => Some(n.clone()),
+        _ => None,
+    })
+}
+
+/// The KE payload: (DH group, public value).
+fn ke_payload(p: &[Payload]) -> Option<(u16, Vec<u8>)> {
+    p.iter().find_map(|x| match x {
+        Payload::Ke { group, data } => Some((*group, data.clone())),
+        _ => None,
+    })
+}
+
+/// TSi and TSr, when both are there.
+fn ts_payloads(p: &[Payload]) -> Option<(Vec<TrafficSelector>, Vec<TrafficSelector>)> {
+    let tsi = p.iter().find_map(|x| match x {
+        Payload::TsI(v) => Some(v.clone()),
+        _ => None,
+    });
+    let tsr = p.iter().find_map(|x| match x {
+        Payload::TsR(v) => Some(v.clone()),
+        _ => None,
+    });
+    tsi.zip(tsr)
+}
+
+/// The IKE_AUTH sender's identity (IDi from the original initiator, IDr
+/// from the responder) and its AUTH payload (method, data).
+fn id_and_auth(p: &[Payload], from_initiator: bool) -> Option<(Identification, u8, Vec<u8>)> {
+    let id = p.iter().find_map(|x| match x {
+        Payload::IdI(i) if from_initiator => Some(i.clone()),
+        Payload::IdR(i) if !from_initiator => Some(i.clone()),
+        _ => None,
+    });
+    let auth = p.iter().find_map(|x| match x {
+        Payload::Auth { method, data } => Some((*method, data.clone())),
+        _ => None,
+    });
+    id.zip(auth).map(|(id, (method, data))| (id, method, data))
+}
+
+/// Why `id` is not the identity the connection expects of its peer, if it
+/// is not.
+fn wrong_identity(spec: &ConnSpec, id: &Identification) -> Option<String> {
+    (!spec.remote_id.matches(id.id_type, &id.data)).then(|| {
+        format!(
+            "authentication failed: the peer identifies as type {} {:?}, expected {}",
+            id.id_type,
+            String::from_utf8_lossy(&id.data),
+            spec.remote_id
+        )
+    })
+}
+
+/// An IKE SPI as an SA payload carries it in a rekey: exactly 8 bytes.
+fn ike_spi(spi: &[u8]) -> Option<[u8; 8]> {
+    <[u8; 8]>::try_from(spi).ok()
+}
+
+/// An ESP SPI as an SA payload carries it: exactly 4 bytes.
+fn esp_spi(spi: &[u8]) -> Option<u32> {
+    <[u8; 4]>::try_from(spi).ok().map(u32::from_be_bytes)
+}
+
 /// `lifetime` less 5-15%, so both ends rarely rekey at the same moment.
 fn rekey_after(lifetime: Duration) -> Duration {
     let r = random(1).and_then(|v| v.first().copied()).unwrap_or(0) as u32;
@@ -565,21 +640,9 @@ impl IkeSa {
         sa.spi_i = h.spi_i;
         sa.state = SaState::AuthPending;
         let ours = ike_proposal(&algs, vec![]);
-        let offered: Vec<Proposal> = p
-            .iter()
-            .filter_map(|x| match x {
-                Payload::Sa(v) => Some(v.clone()),
-                _ => None,
-            })
-            .next()?;
-        let (ke_group, ke) = p.iter().find_map(|x| match x {
-            Payload::Ke { group, data } => Some((*group, data.clone())),
-            _ => None,
-        })?;
-        let ni = p.iter().find_map(|x| match x {
-            Payload::Nonce(n) => Some(n.clone()),
-            _ => None,
-        })?;
+        let offered = sa_payload(p)?;
+        let (ke_group, ke) = ke_payload(p)?;
+        let ni = nonce_payload(p)?;
         if !(16..=256).contains(&ni.len()) {
             return None;
         }
@@ -746,18 +809,9 @@ impl IkeSa {
             return vec![Action::Remove, Action::Retry];
         }
         let ours = ike_proposal(&self.algs, vec![]);
-        let chosen = p.iter().find_map(|x| match x {
-            Payload::Sa(v) => Some(v.clone()),
-            _ => None,
-        });
-        let ke = p.iter().find_map(|x| match x {
-            Payload::Ke { group, data } => Some((*group, data.clone())),
-            _ => None,
-        });
-        let nr = p.iter().find_map(|x| match x {
-            Payload::Nonce(n) => Some(n.clone()),
-            _ => None,
-        });
+        let chosen = sa_payload(p);
+        let ke = ke_payload(p);
+        let nr = nonce_payload(p);
         let (Some(chosen), Some((group, ke)), Some(nr)) = (chosen, ke, nr) else {
             return vec![];
         };
@@ -804,27 +858,15 @@ impl IkeSa {
         let Some(spec) = cx.spec(self.conn).cloned() else {
             return;
         };
-        let (Some(keys), Some(spi_in)) = (self.keys.as_ref(), random_spi4()) else {
+        let (Some((idi, auth)), Some(spi_in)) = (self.our_id_and_auth(&spec), random_spi4()) else {
             return;
         };
-        let (idi, idi_body) = id_payload(true, &spec.local_id);
         let (idr, _) = id_payload(false, &spec.remote_id);
-        let octets = signed_octets(
-            self.algs.prf,
-            &self.init_req,
-            &self.nr,
-            keys.sk_pi.as_bytes(),
-            &idi_body,
-        );
-        let auth = psk_auth(self.algs.prf, spec.psk.as_bytes(), &octets);
         let payloads = vec![
             idi,
             notify_payload(0, vec![], notify::INITIAL_CONTACT, vec![]),
             idr,
-            Payload::Auth {
-                method: AUTH_PSK,
-                data: auth,
-            },
+            auth,
             Payload::Sa(vec![esp_proposal(&spec.esp, spi_in, false)]),
             Payload::TsI(ts::from_subnets(&spec.local_ts)),
             Payload::TsR(ts::from_subnets(&spec.remote_ts)),
@@ -833,22 +875,37 @@ impl IkeSa {
         self.request(cx, Exchange::IkeAuth, payloads, ReqKind::Auth { spi_in });
     }
 
-    fn peer_auth_ok(
-        &self,
-        spec: &ConnSpec,
-        peer_first: &[u8],
-        our_nonce: &[u8],
-        id_body: &[u8],
-        got: &[u8],
-    ) -> bool {
+    /// Our ID payload and our AUTH (RFC 7296 2.15): over our first message,
+    /// the peer's nonce and prf(our SK_p, our ID). None before the keys.
+    fn our_id_and_auth(&self, spec: &ConnSpec) -> Option<(Payload, Payload)> {
+        let keys = self.keys.as_ref()?;
+        let (first, peer_nonce, sk_p) = if self.we_initiated {
+            (&self.init_req, &self.nr, keys.sk_pi.as_bytes())
+        } else {
+            (&self.init_resp, &self.ni, keys.sk_pr.as_bytes())
+        };
+        let (id, id_body) = id_payload(self.we_initiated, &spec.local_id);
+        let octets = signed_octets(self.algs.prf, first, peer_nonce, sk_p, &id_body);
+        let data = psk_auth(self.algs.prf, spec.psk.as_bytes(), &octets);
+        Some((
+            id,
+            Payload::Auth {
+                method: AUTH_PSK,
+                data,
+            },
+        ))
+    }
+
+    /// Whether the peer's AUTH `got` (for its ID payload body `id_body`) is
+    /// right for our PSK: the mirror of [`IkeSa::our_id_and_auth`].
+    fn peer_auth_ok(&self, spec: &ConnSpec, id_body: &[u8], got: &[u8]) -> bool {
         let Some(keys) = &self.keys else {
             return false;
         };
-        // The peer signs with its own SK_p: SK_pr when it is the responder.
-        let sk_p = if self.we_initiated {
-            keys.sk_pr.as_bytes()
+        let (peer_first, our_nonce, sk_p) = if self.we_initiated {
+            (&self.init_resp, &self.ni, keys.sk_pr.as_bytes())
         } else {
-            keys.sk_pi.as_bytes()
+            (&self.init_req, &self.nr, keys.sk_pi.as_bytes())
         };
         let octets = signed_octets(self.algs.prf, peer_first, our_nonce, sk_p, id_body);
         let want = psk_auth(self.algs.prf, spec.psk.as_bytes(), &octets);
@@ -860,15 +917,7 @@ impl IkeSa {
         let Some(spec) = cx.spec(self.conn).cloned() else {
             return vec![Action::Remove];
         };
-        let idr = p.iter().find_map(|x| match x {
-            Payload::IdR(i) => Some(i.clone()),
-            _ => None,
-        });
-        let auth = p.iter().find_map(|x| match x {
-            Payload::Auth { method, data } => Some((*method, data.clone())),
-            _ => None,
-        });
-        let (Some(idr), Some((method, auth))) = (idr, auth) else {
+        let Some((idr, method, auth)) = id_and_auth(p, false) else {
             let reason = match error_notify(p) {
                 Some(n) if n.ty == notify::AUTHENTICATION_FAILED => {
                     "authentication failed: the peer refused our identity or pre-shared key"
@@ -880,29 +929,12 @@ impl IkeSa {
             cx.state(self.conn, ConnState::Down, Some(reason));
             return vec![Action::Remove, Action::Retry];
         };
-        if !spec.remote_id.matches(idr.id_type, &idr.data) {
-            cx.state(
-                self.conn,
-                ConnState::Down,
-                Some(format!(
-                    "authentication failed: the peer identifies as type {} {:?}, expected {}",
-                    idr.id_type,
-                    String::from_utf8_lossy(&idr.data),
-                    spec.remote_id
-                )),
-            );
+        if let Some(reason) = wrong_identity(&spec, &idr) {
+            cx.state(self.conn, ConnState::Down, Some(reason));
             self.send_delete_ike_once(cx);
             return vec![Action::Remove, Action::Retry];
         }
-        if method != AUTH_PSK
-            || !self.peer_auth_ok(
-                &spec,
-                &self.init_resp.clone(),
-                &self.ni.clone(),
-                &idr.body(),
-                &auth,
-            )
-        {
+        if method != AUTH_PSK || !self.peer_auth_ok(&spec, &idr.body(), &auth) {
             cx.state(
                 self.conn,
                 ConnState::Down,
@@ -974,31 +1006,12 @@ impl IkeSa {
         nr: &[u8],
         with_dh: bool,
     ) -> Result<Child, String> {
-        let keys = self.keys.as_ref().ok_or("no keys")?;
-        let chosen = p
-            .iter()
-            .find_map(|x| match x {
-                Payload::Sa(v) => Some(v.clone()),
-                _ => None,
-            })
-            .ok_or("no SA payload")?;
+        let chosen = sa_payload(p).ok_or("no SA payload")?;
         let ours = esp_proposal(&spec.esp, spi_in, with_dh);
         let spi = check_answer(&chosen, &ours, !with_dh)
             .map_err(|e| format!("no proposal chosen: {}", e.0))?;
-        let spi_out = spi
-            .first_chunk::<4>()
-            .map(|b| u32::from_be_bytes(*b))
-            .filter(|_| spi.len() == 4)
-            .ok_or("the responder's ESP SPI is not 4 bytes")?;
-        let tsi = p.iter().find_map(|x| match x {
-            Payload::TsI(v) => Some(v.clone()),
-            _ => None,
-        });
-        let tsr = p.iter().find_map(|x| match x {
-            Payload::TsR(v) => Some(v.clone()),
-            _ => None,
-        });
-        let (Some(tsi), Some(tsr)) = (tsi, tsr) else {
+        let spi_out = esp_spi(&spi).ok_or("the responder's ESP SPI is not 4 bytes")?;
+        let Some((tsi, tsr)) = ts_payloads(p) else {
             return Err("no traffic selectors in the answer".into());
         };
         if !ts::within(&tsi, &ts::from_subnets(&spec.local_ts))
@@ -1006,7 +1019,21 @@ impl IkeSa {
         {
             return Err("the peer's traffic selectors are not within ours".into());
         }
-        let ck = crypto::derive_child_keys(
+        let ck = self.child_keys(spec, g_ir, ni, nr)?;
+        Ok(self.new_child(cx, spec, spi_in, spi_out, ck, tsi, tsr))
+    }
+
+    /// KEYMAT for a CHILD_SA of this IKE SA (RFC 7296 2.17), with the
+    /// exchange's roles.
+    fn child_keys(
+        &self,
+        spec: &ConnSpec,
+        g_ir: Option<&Secret>,
+        ni: &[u8],
+        nr: &[u8],
+    ) -> Result<ChildKeys, String> {
+        let keys = self.keys.as_ref().ok_or("no keys")?;
+        crypto::derive_child_keys(
             self.algs.prf,
             keys.sk_d.as_bytes(),
             g_ir.map(|g| g.as_bytes()),
@@ -1015,8 +1042,7 @@ impl IkeSa {
             spec.esp.encr,
             spec.esp.integ,
         )
-        .map_err(|e| e.to_string())?;
-        Ok(self.new_child(cx, spec, spi_in, spi_out, ck, tsi, tsr))
+        .map_err(|e| e.to_string())
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1081,15 +1107,7 @@ impl IkeSa {
         let Some(spec) = cx.spec(self.conn).cloned() else {
             return vec![Action::Remove];
         };
-        let idi = p.iter().find_map(|x| match x {
-            Payload::IdI(i) => Some(i.clone()),
-            _ => None,
-        });
-        let auth = p.iter().find_map(|x| match x {
-            Payload::Auth { method, data } => Some((*method, data.clone())),
-            _ => None,
-        });
-        let (Some(idi), Some((method, auth))) = (idi, auth) else {
+        let Some((idi, method, auth)) = id_and_auth(p, true) else {
             self.respond(
                 cx,
                 Exchange::IkeAuth,
@@ -1102,27 +1120,14 @@ impl IkeSa {
             Payload::IdR(i) => spec.local_id.matches(i.id_type, &i.data),
             _ => true,
         });
-        let reason = if !spec.remote_id.matches(idi.id_type, &idi.data) {
-            Some(format!(
-                "authentication failed: the peer identifies as type {} {:?}, expected {}",
-                idi.id_type,
-                String::from_utf8_lossy(&idi.data),
-                spec.remote_id
-            ))
+        let reason = if let Some(reason) = wrong_identity(&spec, &idi) {
+            Some(reason)
         } else if !idr_ok {
             Some(format!(
                 "authentication failed: the peer asks for another identity than ours ({})",
                 spec.local_id
             ))
-        } else if method != AUTH_PSK
-            || !self.peer_auth_ok(
-                &spec,
-                &self.init_req.clone(),
-                &self.nr.clone(),
-                &idi.body(),
-                &auth,
-            )
-        {
+        } else if method != AUTH_PSK || !self.peer_auth_ok(&spec, &idi.body(), &auth) {
             Some("authentication failed: the peer's AUTH does not match our pre-shared key".into())
         } else {
             None
@@ -1142,25 +1147,10 @@ impl IkeSa {
             cx.state(self.conn, ConnState::Down, Some(reason));
             return vec![Action::Remove];
         }
-        let Some(keys) = self.keys.as_ref() else {
+        let Some((idr, our_auth)) = self.our_id_and_auth(&spec) else {
             return vec![Action::Remove];
         };
-        let (idr, idr_body) = id_payload(false, &spec.local_id);
-        let octets = signed_octets(
-            self.algs.prf,
-            &self.init_resp,
-            &self.ni,
-            keys.sk_pr.as_bytes(),
-            &idr_body,
-        );
-        let our_auth = psk_auth(self.algs.prf, spec.psk.as_bytes(), &octets);
-        let mut resp = vec![
-            idr,
-            Payload::Auth {
-                method: AUTH_PSK,
-                data: our_auth,
-            },
-        ];
+        let mut resp = vec![idr, our_auth];
         self.established(cx, &spec);
         let mut actions = vec![];
         if find_notify(p, notify::INITIAL_CONTACT).is_some() {
@@ -1202,17 +1192,7 @@ impl IkeSa {
         nr: &[u8],
         with_dh: bool,
     ) -> Result<(Child, Proposal, Vec<TrafficSelector>, Vec<TrafficSelector>), (u16, String)> {
-        let keys = self
-            .keys
-            .as_ref()
-            .ok_or((notify::TEMPORARY_FAILURE, "no keys".to_string()))?;
-        let offered = p
-            .iter()
-            .find_map(|x| match x {
-                Payload::Sa(v) => Some(v.clone()),
-                _ => None,
-            })
-            .ok_or((notify::INVALID_SYNTAX, "no SA payload".to_string()))?;
+        let offered = sa_payload(p).ok_or((notify::INVALID_SYNTAX, "no SA payload".to_string()))?;
         let spi_in =
             random_spi4().ok_or((notify::TEMPORARY_FAILURE, "no randomness".to_string()))?;
         let ours = esp_proposal(&spec.esp, spi_in, with_dh);
@@ -1222,23 +1202,11 @@ impl IkeSa {
                 format!("no proposal chosen: {}", e.0),
             )
         })?;
-        let spi_out = spi
-            .first_chunk::<4>()
-            .map(|b| u32::from_be_bytes(*b))
-            .filter(|_| spi.len() == 4)
-            .ok_or((
-                notify::INVALID_SYNTAX,
-                "the peer's ESP SPI is not 4 bytes".to_string(),
-            ))?;
-        let tsi = p.iter().find_map(|x| match x {
-            Payload::TsI(v) => Some(v.clone()),
-            _ => None,
-        });
-        let tsr = p.iter().find_map(|x| match x {
-            Payload::TsR(v) => Some(v.clone()),
-            _ => None,
-        });
-        let (Some(tsi), Some(tsr)) = (tsi, tsr) else {
+        let spi_out = esp_spi(&spi).ok_or((
+            notify::INVALID_SYNTAX,
+            "the peer's ESP SPI is not 4 bytes".to_string(),
+        ))?;
+        let Some((tsi, tsr)) = ts_payloads(p) else {
             return Err((notify::TS_UNACCEPTABLE, "no traffic selectors".into()));
         };
         // The initiator's TSi is its side: our remote subnets.
@@ -1256,16 +1224,9 @@ impl IkeSa {
                 ),
             ));
         }
-        let ck = crypto::derive_child_keys(
-            self.algs.prf,
-            keys.sk_d.as_bytes(),
-            g_ir.map(|g| g.as_bytes()),
-            ni,
-            nr,
-            spec.esp.encr,
-            spec.esp.integ,
-        )
-        .map_err(|e| (notify::TEMPORARY_FAILURE, e.to_string()))?;
+        let ck = self
+            .child_keys(spec, g_ir, ni, nr)
+            .map_err(|e| (notify::TEMPORARY_FAILURE, e))?;
         // We are the exchange's responder: what it calls "initiator to
         // responder" is our inbound.
         let child = self.new_child(
@@ -1533,21 +1494,12 @@ impl IkeSa {
             }
             return vec![];
         }
-        let nr = p.iter().find_map(|x| match x {
-            Payload::Nonce(n) => Some(n.clone()),
-            _ => None,
-        });
+        let nr = nonce_payload(p);
         let Some(nr) = nr.filter(|n| (16..=256).contains(&n.len())) else {
             retry(self, cx);
             return vec![];
         };
-        let g_ir = match (
-            dh,
-            p.iter().find_map(|x| match x {
-                Payload::Ke { group, data } => Some((*group, data.clone())),
-                _ => None,
-            }),
-        ) {
+        let g_ir = match (dh, ke_payload(p)) {
             (Some(d), Some((g, ke))) if spec.esp.pfs.map(|x| x.number()) == Some(g) => {
                 match dh_agree(d, &ke) {
                     Ok(s) => Some(s),
@@ -1696,18 +1648,12 @@ impl IkeSa {
             refuse(self, cx, notify::CHILD_SA_NOT_FOUND, vec![]);
             return vec![];
         };
-        let ni = p.iter().find_map(|x| match x {
-            Payload::Nonce(n) => Some(n.clone()),
-            _ => None,
-        });
+        let ni = nonce_payload(p);
         let Some(ni) = ni.filter(|n| (16..=256).contains(&n.len())) else {
             refuse(self, cx, notify::INVALID_SYNTAX, vec![]);
             return vec![];
         };
-        let ke = p.iter().find_map(|x| match x {
-            Payload::Ke { group, data } => Some((*group, data.clone())),
-            _ => None,
-        });
+        let ke = ke_payload(p);
         let (g_ir, our_ke) = match (spec.esp.pfs, ke) {
             (Some(g), Some((kg, data))) if kg == g.number() => {
                 let Ok((d, public)) = dh_generate(g) else {
@@ -1870,18 +1816,9 @@ impl IkeSa {
             backoff(self, cx);
             return vec![];
         }
-        let chosen = p.iter().find_map(|x| match x {
-            Payload::Sa(v) => Some(v.clone()),
-            _ => None,
-        });
-        let nr = p.iter().find_map(|x| match x {
-            Payload::Nonce(n) => Some(n.clone()),
-            _ => None,
-        });
-        let ke = p.iter().find_map(|x| match x {
-            Payload::Ke { group, data } => Some((*group, data.clone())),
-            _ => None,
-        });
+        let chosen = sa_payload(p);
+        let nr = nonce_payload(p);
+        let ke = ke_payload(p);
         let (Some(chosen), Some(nr), Some((g, ke))) = (chosen, nr, ke) else {
             backoff(self, cx);
             return vec![];
@@ -1891,11 +1828,7 @@ impl IkeSa {
             backoff(self, cx);
             return vec![];
         };
-        let Some(peer_spi) = peer_spi
-            .first_chunk::<8>()
-            .copied()
-            .filter(|_| peer_spi.len() == 8)
-        else {
+        let Some(peer_spi) = ike_spi(&peer_spi) else {
             backoff(self, cx);
             return vec![];
         };
@@ -1940,18 +1873,9 @@ impl IkeSa {
                 &[notify_payload(0, vec![], ty, data)],
             );
         };
-        let offered = p.iter().find_map(|x| match x {
-            Payload::Sa(v) => Some(v.clone()),
-            _ => None,
-        });
-        let ni = p.iter().find_map(|x| match x {
-            Payload::Nonce(n) => Some(n.clone()),
-            _ => None,
-        });
-        let ke = p.iter().find_map(|x| match x {
-            Payload::Ke { group, data } => Some((*group, data.clone())),
-            _ => None,
-        });
+        let offered = sa_payload(p);
+        let ni = nonce_payload(p);
+        let ke = ke_payload(p);
         let (Some(offered), Some(ni), Some((g, ke))) = (offered, ni, ke) else {
             refuse(self, cx, notify::INVALID_SYNTAX, vec![]);
             return vec![];
@@ -1982,11 +1906,7 @@ impl IkeSa {
                 return vec![];
             }
         };
-        let Some(peer_spi) = peer_spi
-            .first_chunk::<8>()
-            .copied()
-            .filter(|_| peer_spi.len() == 8)
-        else {
+        let Some(peer_spi) = ike_spi(&peer_spi) else {
             refuse(self, cx, notify::INVALID_SYNTAX, vec![]);
             return vec![];
         };
